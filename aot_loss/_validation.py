@@ -1,0 +1,138 @@
+"""Argument checks with messages that name the argument and the offending value.
+
+Checks of shapes, dtypes, devices and options read metadata only, so the default path never
+waits for the device. Checks of values (weights, ``check_finite``) need one host round trip;
+while ``torch.compile`` traces they become ``torch._assert_async`` with the same message
+(a RuntimeError at run time) so that the graph has no break.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from ._costs import COSTS, CostFn
+
+Reduction = Literal["mean", "sum", "none"]
+REDUCTIONS = ("mean", "sum", "none")
+
+
+@dataclass(frozen=True)
+class Options:
+    """Validated loss options: the cost h as a one-argument function, and the reduction."""
+
+    cost: CostFn
+    reduction: Reduction
+    check_finite: bool
+    custom_cost: bool
+
+
+def check_options(
+    loss: object, beta: object, label_smoothing: object, reduction: object, check_finite: object
+) -> Options:
+    """Validate the keyword options shared by every loss and bind the cost's parameters."""
+    beta = _real("beta", beta)
+    if not (math.isfinite(beta) and beta > 0):
+        raise ValueError(f"beta must be a finite number > 0, got {beta!r}")
+    label_smoothing = _real("label_smoothing", label_smoothing)
+    if not 0.0 <= label_smoothing < 0.5:
+        raise ValueError(f"label_smoothing must be in [0, 0.5), got {label_smoothing!r}")
+    if label_smoothing and loss != "logistic":
+        raise ValueError(
+            f"label_smoothing={label_smoothing!r} applies to loss='logistic' only, got loss={loss!r}"
+        )
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if not isinstance(check_finite, bool):
+        raise TypeError(f"check_finite must be a bool, got {check_finite!r}")
+    if isinstance(loss, str):
+        if loss not in COSTS:
+            raise ValueError(f"loss must be one of {tuple(COSTS)} or a callable, got {loss!r}")
+        cost: CostFn = partial(COSTS[loss], beta=beta, label_smoothing=label_smoothing)
+        return Options(cost, reduction, check_finite, custom_cost=False)  # type: ignore[arg-type]
+    if callable(loss):
+        return Options(loss, reduction, check_finite, custom_cost=True)  # type: ignore[arg-type]
+    raise TypeError(f"loss must be a str in {tuple(COSTS)} or a callable, got {type(loss).__name__}")
+
+
+def _real(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    return float(value)
+
+
+def check_samples(name: str, x: object) -> Tensor:
+    """A floating tensor of shape (n,) or rows (G, n), not empty."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if x.dim() not in (1, 2):
+        raise ValueError(f"{name} must be 1-D (n,) or 2-D rows (G, n), got shape {tuple(x.shape)}")
+    if x.numel() == 0:
+        raise ValueError(f"{name} must not be empty, got shape {tuple(x.shape)}")
+    return x
+
+
+def check_same_device(tensors: Mapping[str, Tensor | None]) -> None:
+    """All given tensors live on one device."""
+    named = [(name, t) for name, t in tensors.items() if t is not None]
+    first_name, first = named[0]
+    for name, t in named[1:]:
+        if t.device != first.device:
+            raise ValueError(
+                f"{name} is on {t.device} but {first_name} is on {first.device}; "
+                "move them to the same device"
+            )
+
+
+def check_weights(name: str, weights: object, like: Tensor, like_name: str) -> Tensor | None:
+    """Non-negative, finite masses of ``like``'s shape with positive total in every row.
+
+    Bool and integer masses are allowed; they are returned as floating tensors.
+    """
+    if weights is None:
+        return None
+    if not isinstance(weights, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor or None, got {type(weights).__name__}")
+    if weights.is_complex():
+        raise TypeError(f"{name} must be real (float, integer or bool), got dtype {weights.dtype}")
+    if weights.shape != like.shape:
+        raise ValueError(
+            f"{name} must have the shape of {like_name} {tuple(like.shape)}, got {tuple(weights.shape)}"
+        )
+    if not weights.is_floating_point():
+        weights = weights.to(torch.promote_types(like.dtype, torch.float32))
+    _raise_on({
+        f"{name} must not contain NaN or infinite values": ~torch.isfinite(weights).all(),
+        f"{name} must not contain negative values": (weights < 0).any(),
+        f"{name} must not contain a row with zero total mass": (weights.sum(-1) == 0).any(),
+    })
+    return weights
+
+
+def check_finite_values(tensors: Mapping[str, Tensor]) -> None:
+    """Raise if any tensor holds NaN or +-inf (one host round trip for all of them)."""
+    _raise_on({
+        f"{name} contains NaN or infinite values (check_finite=True)": ~torch.isfinite(t).all()
+        for name, t in tensors.items()
+    })
+
+
+def _raise_on(flags: Mapping[str, Tensor]) -> None:
+    """Raise ValueError with the first message whose boolean flag is set."""
+    if torch.compiler.is_compiling():
+        for message, bad in flags.items():
+            torch._assert_async(~bad, message)
+        return
+    values = torch.stack(list(flags.values())).tolist()  # one synchronisation for all checks
+    for message, bad in zip(flags, values):
+        if bad:
+            raise ValueError(message)

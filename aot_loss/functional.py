@@ -1,0 +1,236 @@
+"""AOT losses as functions: :func:`unpaired` and :func:`paired`.
+
+Both are thin wrappers over one primitive, the dominance cost of U over V: the 1-D optimal
+transport cost of coupling the quantiles of U with those of V under a convex cost h.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Union
+
+from torch import Tensor
+
+from ._costs import LossName
+from ._dominance import compute_dtype, dominance_cost
+from ._validation import (
+    Options,
+    Reduction,
+    check_finite_values,
+    check_options,
+    check_same_device,
+    check_samples,
+    check_weights,
+)
+
+Loss = Union[LossName, Callable[[Tensor], Tensor]]
+
+__all__ = ["Loss", "paired", "unpaired"]
+
+
+def unpaired(
+    r_pos: Tensor,
+    r_neg: Tensor,
+    *,
+    loss: Loss = "logistic",
+    beta: float = 0.01,
+    label_smoothing: float = 0.0,
+    pos_weights: Tensor | None = None,
+    neg_weights: Tensor | None = None,
+    reduction: Reduction = "mean",
+    check_finite: bool = False,
+) -> Tensor:
+    r"""Unpaired AOT: the rewards of chosen samples should dominate those of rejected ones.
+
+    With U = `r_pos` (rewards $\log \pi_\theta(y^+|x^+) - \log \pi_{ref}(y^+|x^+)$ of chosen
+    samples) and V = `r_neg` (the same for rejected samples), returns the relaxed violation of
+    first-order stochastic dominance of U over V, a 1-D optimal-transport cost:
+
+    $$
+    \mathcal{L} = \int_0^1 h\big(Q_U(t) - Q_V(t)\big)\,dt
+    \;\overset{n=m}{=}\; \frac{1}{n}\sum_{i=1}^{n} h\big(u_{(i)} - v_{(i)}\big),
+    $$
+
+    where $Q$ are the empirical quantile functions and $u_{(i)}$ the order statistics
+    (stable ascending sort). For $n \ne m$ or with weights the integral is computed exactly
+    on the merged grid of cumulative masses (see the math page). `beta` is not applied to the
+    rewards: it lives in the cost. This is TRL's `loss_type="aot_unpaired"` (formerly
+    `"aot_pair"`) generalised to other costs, unequal sizes and weights.
+
+    Args:
+        r_pos: rewards of the chosen (desirable) samples.
+        r_neg: rewards of the rejected (undesirable) samples; any size $m \ge 1$.
+        loss: the cost $h(d)$: `"logistic"` $(1-\epsilon)\,\mathrm{softplus}(-\beta d)
+            + \epsilon\,\mathrm{softplus}(\beta d)$ (TRL's term; $\beta$ an inverse
+            temperature), `"squared_hinge"` $\max(\beta - d, 0)^2$, `"least_squares"`
+            $(\beta - d)^2$, `"hinge"` $\max(\beta - d, 0)$ (for these $\beta$ is a margin),
+            or a callable mapping a tensor of $d$ to a tensor of costs of the same shape.
+            The sorted coupling is the optimal transport plan only for a convex $h$: a
+            non-convex callable still runs but no longer computes an OT cost.
+        beta: inverse temperature (logistic) or margin (hinge family), finite and $> 0$.
+            The default 0.01 is the paper's value for all its experiments; TRL's default is
+            0.1. Ignored by a callable `loss`.
+        label_smoothing: $\epsilon \in [0, 0.5)$, cDPO-style, logistic cost only.
+        pos_weights: non-negative masses of the `r_pos` samples (bool, integer or float),
+            normalised per row; `None` means uniform. A zero-mass sample gets zero gradient.
+            Checking their values synchronises with the device once.
+        neg_weights: the same for `r_neg`.
+        reduction: `"mean"` (the OT cost, averaged over rows), `"sum"` or `"none"`; see
+            *Reductions* below.
+        check_finite: raise `ValueError` if a reward is NaN or infinite. Off by default
+            because it synchronises with the device.
+
+    Returns:
+        The loss. Its dtype is the computation dtype: float32 for float16, bfloat16 and
+        float32 inputs (half precision is upcast), float64 for float64 inputs.
+
+    Shape:
+        - `r_pos`: $(n,)$, or $(G, n)$ for $G$ independent problems (rows).
+        - `r_neg`: $(m,)$, or $(G, m)$.
+        - `pos_weights`, `neg_weights`: the shape of `r_pos`, `r_neg`.
+        - Output: `"mean"`/`"sum"`: $()$. `"none"`: 1-D with $n = m$ and no weights,
+          $(n,)$ per-pair losses $h(u_{(i)} - v_{(i)})$ in quantile order (TRL's
+          `losses`); 1-D otherwise, $(n + m,)$ cell costs $K\,\Delta_k\,h(d_k)$ on the
+          merged grid ($K = n + m$ cells of length $\Delta_k$), whose mean is the loss; rows,
+          $(G,)$ per-row OT costs. `"sum"` is always the sum of `"none"`.
+
+    NaN and infinity:
+        A NaN reward sorts last (as in `torch.sort`) and makes the loss NaN; infinite
+        rewards give infinite or NaN costs. Pass `check_finite=True` to get an error instead.
+
+    Example:
+        >>> import torch, aot_loss
+        >>> r_pos = torch.tensor([1.0, 3.0, -1.0])
+        >>> r_neg = torch.tensor([0.0, -2.0, 2.0])
+        >>> round(aot_loss.unpaired(r_pos, r_neg, beta=1.0).item(), 4)
+        0.3133
+        >>> aot_loss.unpaired(r_pos, r_neg, loss="hinge", beta=0.5, reduction="none")
+        tensor([0., 0., 0.])
+    """
+    options = check_options(loss, beta, label_smoothing, reduction, check_finite)
+    return _unpaired(r_pos, r_neg, pos_weights, neg_weights, options)
+
+
+def _unpaired(
+    r_pos: Tensor, r_neg: Tensor, pos_weights: Tensor | None, neg_weights: Tensor | None, options: Options
+) -> Tensor:
+    """Validate the tensors of :func:`unpaired` and call the primitive."""
+    check_samples("r_pos", r_pos)
+    check_samples("r_neg", r_neg)
+    if r_pos.dim() != r_neg.dim():
+        raise ValueError(
+            f"r_pos and r_neg must both be 1-D or both be 2-D rows, got shapes "
+            f"{tuple(r_pos.shape)} and {tuple(r_neg.shape)}"
+        )
+    if r_pos.dim() == 2 and r_pos.shape[0] != r_neg.shape[0]:
+        raise ValueError(
+            f"r_pos and r_neg must have the same number of rows, got {r_pos.shape[0]} and {r_neg.shape[0]}"
+        )
+    check_same_device({"r_pos": r_pos, "r_neg": r_neg, "pos_weights": pos_weights, "neg_weights": neg_weights})
+    pos_weights = check_weights("pos_weights", pos_weights, r_pos, "r_pos")
+    neg_weights = check_weights("neg_weights", neg_weights, r_neg, "r_neg")
+    if options.check_finite:
+        check_finite_values({"r_pos": r_pos, "r_neg": r_neg})
+    return dominance_cost(r_pos, r_neg, pos_weights, neg_weights, options)
+
+
+def paired(
+    policy_chosen_logps: Tensor,
+    policy_rejected_logps: Tensor,
+    ref_chosen_logps: Tensor,
+    ref_rejected_logps: Tensor,
+    *,
+    loss: Loss = "logistic",
+    beta: float = 0.01,
+    label_smoothing: float = 0.0,
+    weights: Tensor | None = None,
+    reduction: Reduction = "mean",
+    check_finite: bool = False,
+) -> Tensor:
+    r"""Paired AOT: the policy's chosen-vs-rejected margins should dominate the reference's.
+
+    With $U_i = \log\pi_\theta(y^+_i|x_i) - \log\pi_\theta(y^-_i|x_i)$ and
+    $V_i = \log\pi_{ref}(y^+_i|x_i) - \log\pi_{ref}(y^-_i|x_i)$ (a constant target: V carries
+    no gradient), returns
+
+    $$
+    \mathcal{L} = \int_0^1 h\big(Q_U(t) - Q_V(t)\big)\,dt
+    = \frac{1}{n}\sum_{i=1}^{n} h\big(u_{(i)} - v_{(i)}\big)
+    $$
+
+    with U and V each sorted on its own (stable, ascending). This is TRL's `loss_type="aot"`
+    generalised to other costs and weights. With one pair it is the (c)DPO loss.
+
+    Args:
+        policy_chosen_logps: summed log-probabilities of the chosen responses under the policy.
+        policy_rejected_logps: the same for the rejected responses.
+        ref_chosen_logps: chosen responses under the reference model (no gradient flows).
+        ref_rejected_logps: rejected responses under the reference model (no gradient flows).
+        loss: the cost $h(d)$, as in [`unpaired`][aot_loss.unpaired].
+        beta: inverse temperature (logistic) or margin (hinge family), finite and $> 0$;
+            default 0.01 (the paper's; TRL's default is 0.1).
+        label_smoothing: $\epsilon \in [0, 0.5)$, logistic cost only.
+        weights: non-negative per-pair masses; pair $i$ gives mass $w_i$ to both $U_i$ and
+            $V_i$, each sorted with its own sample, so the two cumulative-mass grids differ and
+            the loss is computed on their merged grid. Checking their values synchronises.
+        reduction: `"mean"`, `"sum"` or `"none"`, as in [`unpaired`][aot_loss.unpaired].
+        check_finite: raise `ValueError` if an input is NaN or infinite (synchronises).
+
+    Returns:
+        The loss, in float32 for float16/bfloat16/float32 inputs and float64 for float64.
+
+    Shape:
+        - All four log-probability tensors: $(n,)$, or $(G, n)$ for $G$ rows; all the same.
+        - `weights`: the same shape.
+        - Output: `"mean"`/`"sum"`: $()$. `"none"`: $(n,)$ per-pair losses in quantile order
+          without weights (TRL's `losses`), $(2n,)$ merged-grid cell costs with weights, $(G,)$
+          per-row costs for rows.
+
+    NaN and infinity:
+        As in [`unpaired`][aot_loss.unpaired]: NaN inputs give a NaN loss unless
+        `check_finite=True`.
+
+    Example:
+        >>> import torch, aot_loss
+        >>> pc = torch.tensor([-10.0, -12.0, -9.0], requires_grad=True)
+        >>> pr = torch.tensor([-11.0, -11.0, -13.0], requires_grad=True)
+        >>> rc, rr = torch.tensor([-10.0, -12.0, -10.0]), torch.tensor([-10.0, -12.0, -11.0])
+        >>> loss = aot_loss.paired(pc, pr, rc, rr, beta=0.1)
+        >>> loss.backward()
+        >>> round(loss.item(), 4)
+        0.6477
+    """
+    options = check_options(loss, beta, label_smoothing, reduction, check_finite)
+    return _paired(
+        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, weights, options
+    )
+
+
+def _paired(
+    policy_chosen_logps: Tensor,
+    policy_rejected_logps: Tensor,
+    ref_chosen_logps: Tensor,
+    ref_rejected_logps: Tensor,
+    weights: Tensor | None,
+    options: Options,
+) -> Tensor:
+    """Validate the tensors of :func:`paired`, form the margins and call the primitive."""
+    inputs = {
+        "policy_chosen_logps": policy_chosen_logps,
+        "policy_rejected_logps": policy_rejected_logps,
+        "ref_chosen_logps": ref_chosen_logps,
+        "ref_rejected_logps": ref_rejected_logps,
+    }
+    for name, x in inputs.items():
+        check_samples(name, x)
+    shapes = {name: tuple(x.shape) for name, x in inputs.items()}
+    if len(set(shapes.values())) > 1:
+        raise ValueError(f"paired inputs must all have the same shape, got {shapes}")
+    check_same_device({**inputs, "weights": weights})
+    weights = check_weights("weights", weights, policy_chosen_logps, "policy_chosen_logps")
+    if options.check_finite:
+        check_finite_values(inputs)
+    dtype = compute_dtype(*inputs.values())  # subtract after the upcast, not in half precision
+    u = policy_chosen_logps.to(dtype) - policy_rejected_logps.to(dtype)
+    v = (ref_chosen_logps.to(dtype) - ref_rejected_logps.to(dtype)).detach()
+    return dominance_cost(u, v, weights, weights, options)
+

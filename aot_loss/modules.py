@@ -1,0 +1,116 @@
+"""AOT losses as ``nn.Module``s. Options are validated once, in ``__init__``; ``forward`` runs
+the same code as :mod:`aot_loss.functional`.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from ._validation import Reduction, check_options
+from .functional import Loss, _paired, _unpaired
+
+__all__ = ["PairedAOTLoss", "UnpairedAOTLoss"]
+
+
+class _AOTLoss(nn.Module):
+    def __init__(
+        self,
+        *,
+        loss: Loss = "logistic",
+        beta: float = 0.01,
+        label_smoothing: float = 0.0,
+        reduction: Reduction = "mean",
+        check_finite: bool = False,
+    ) -> None:
+        super().__init__()
+        self._options = check_options(loss, beta, label_smoothing, reduction, check_finite)
+        self.loss, self.beta, self.label_smoothing = loss, beta, label_smoothing
+        self.reduction, self.check_finite = reduction, check_finite
+
+    def extra_repr(self) -> str:
+        loss = self.loss if isinstance(self.loss, str) else getattr(self.loss, "__name__", "callable")
+        text = f"loss={loss!r}, beta={self.beta}, reduction={self.reduction!r}"
+        if self.label_smoothing:
+            text += f", label_smoothing={self.label_smoothing}"
+        return text
+
+
+class UnpairedAOTLoss(_AOTLoss):
+    r"""Module form of [`aot_loss.unpaired`][aot_loss.unpaired]: chosen rewards should
+    dominate rejected rewards, quantile by quantile.
+
+    $$
+    \mathcal{L} = \int_0^1 h\big(Q_{r^+}(t) - Q_{r^-}(t)\big)\,dt
+    $$
+
+    The options (`loss`, `beta`, `label_smoothing`, `reduction`, `check_finite`) are given to
+    the constructor, validated once, and mean what they mean for the function; the
+    per-batch masses `pos_weights`/`neg_weights` are given to `forward`. Results are identical
+    to the function's.
+
+    Shape:
+        - `r_pos`: $(n,)$ or $(G, n)$; `r_neg`: $(m,)$ or $(G, m)$.
+        - Output: as for [`aot_loss.unpaired`][aot_loss.unpaired].
+
+    Example:
+        >>> import torch, aot_loss
+        >>> criterion = aot_loss.UnpairedAOTLoss(loss="squared_hinge", beta=0.5)
+        >>> criterion(torch.tensor([2.0, 0.0]), torch.tensor([1.0, -1.0, 0.0]))
+        tensor(0.0417)
+    """
+
+    def forward(
+        self,
+        r_pos: Tensor,
+        r_neg: Tensor,
+        *,
+        pos_weights: Tensor | None = None,
+        neg_weights: Tensor | None = None,
+    ) -> Tensor:
+        """The loss of chosen rewards `r_pos` against rejected rewards `r_neg`."""
+        return _unpaired(r_pos, r_neg, pos_weights, neg_weights, self._options)
+
+
+class PairedAOTLoss(_AOTLoss):
+    r"""Module form of [`aot_loss.paired`][aot_loss.paired]: the policy's chosen-vs-rejected
+    margins should dominate the reference model's, quantile by quantile.
+
+    $$
+    \mathcal{L} = \int_0^1 h\big(Q_U(t) - Q_V(t)\big)\,dt,\quad
+    U = \log\pi_\theta(y^+|x) - \log\pi_\theta(y^-|x),\;
+    V = \log\pi_{ref}(y^+|x) - \log\pi_{ref}(y^-|x)
+    $$
+
+    Options go to the constructor, the per-pair `weights` to `forward`.
+
+    Shape:
+        - The four log-probability tensors: $(n,)$ or $(G, n)$, all the same.
+        - Output: as for [`aot_loss.paired`][aot_loss.paired].
+
+    Example:
+        >>> import torch, aot_loss
+        >>> criterion = aot_loss.PairedAOTLoss(beta=1.0)
+        >>> pc, pr = torch.tensor([-1.0, -2.0]), torch.tensor([-3.0, -2.0])
+        >>> rc, rr = torch.tensor([-2.0, -2.0]), torch.tensor([-2.0, -2.0])
+        >>> round(criterion(pc, pr, rc, rr).item(), 4)
+        0.41
+    """
+
+    def forward(
+        self,
+        policy_chosen_logps: Tensor,
+        policy_rejected_logps: Tensor,
+        ref_chosen_logps: Tensor,
+        ref_rejected_logps: Tensor,
+        *,
+        weights: Tensor | None = None,
+    ) -> Tensor:
+        """The loss of the policy's margins against the reference's."""
+        return _paired(
+            policy_chosen_logps,
+            policy_rejected_logps,
+            ref_chosen_logps,
+            ref_rejected_logps,
+            weights,
+            self._options,
+        )
