@@ -7,7 +7,8 @@ non-zero value for the others).
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +16,12 @@ from torch import Tensor
 
 LossName = Literal["logistic", "squared_hinge", "least_squares", "hinge"]
 CostFn = Callable[[Tensor], Tensor]
+
+
+class BuiltinCost(Protocol):
+    """Signature shared by the built-in costs."""
+
+    def __call__(self, d: Tensor, beta: float, label_smoothing: float) -> Tensor: ...
 
 
 def logistic(d: Tensor, beta: float, label_smoothing: float) -> Tensor:
@@ -44,7 +51,7 @@ def hinge(d: Tensor, beta: float, label_smoothing: float) -> Tensor:
     return torch.relu(beta - d)
 
 
-COSTS: dict[str, Callable[[Tensor, float, float], Tensor]] = {
+COSTS: dict[str, BuiltinCost] = {
     "logistic": logistic,
     "squared_hinge": squared_hinge,
     "least_squares": least_squares,

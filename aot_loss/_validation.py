@@ -81,15 +81,13 @@ def check_samples(name: str, x: object) -> Tensor:
     return x
 
 
-def check_same_device(tensors: Mapping[str, Tensor | None]) -> None:
+def check_same_device(tensors: Mapping[str, Tensor]) -> None:
     """All given tensors live on one device."""
-    named = [(name, t) for name, t in tensors.items() if t is not None]
-    first_name, first = named[0]
-    for name, t in named[1:]:
+    (first_name, first), *rest = tensors.items()
+    for name, t in rest:
         if t.device != first.device:
             raise ValueError(
-                f"{name} is on {t.device} but {first_name} is on {first.device}; "
-                "move them to the same device"
+                f"{name} is on {t.device} but {first_name} is on {first.device}; move them to the same device"
             )
 
 
@@ -108,22 +106,27 @@ def check_weights(name: str, weights: object, like: Tensor, like_name: str) -> T
         raise ValueError(
             f"{name} must have the shape of {like_name} {tuple(like.shape)}, got {tuple(weights.shape)}"
         )
+    check_same_device({like_name: like, name: weights})
     if not weights.is_floating_point():
         weights = weights.to(torch.promote_types(like.dtype, torch.float32))
-    _raise_on({
-        f"{name} must not contain NaN or infinite values": ~torch.isfinite(weights).all(),
-        f"{name} must not contain negative values": (weights < 0).any(),
-        f"{name} must not contain a row with zero total mass": (weights.sum(-1) == 0).any(),
-    })
+    _raise_on(
+        {
+            f"{name} must not contain NaN or infinite values": ~torch.isfinite(weights).all(),
+            f"{name} must not contain negative values": (weights < 0).any(),
+            f"{name} must not contain a row with zero total mass": (weights.sum(-1) == 0).any(),
+        }
+    )
     return weights
 
 
 def check_finite_values(tensors: Mapping[str, Tensor]) -> None:
     """Raise if any tensor holds NaN or +-inf (one host round trip for all of them)."""
-    _raise_on({
-        f"{name} contains NaN or infinite values (check_finite=True)": ~torch.isfinite(t).all()
-        for name, t in tensors.items()
-    })
+    _raise_on(
+        {
+            f"{name} contains NaN or infinite values (check_finite=True)": ~torch.isfinite(t).all()
+            for name, t in tensors.items()
+        }
+    )
 
 
 def _raise_on(flags: Mapping[str, Tensor]) -> None:
@@ -133,6 +136,6 @@ def _raise_on(flags: Mapping[str, Tensor]) -> None:
             torch._assert_async(~bad, message)
         return
     values = torch.stack(list(flags.values())).tolist()  # one synchronisation for all checks
-    for message, bad in zip(flags, values):
+    for message, bad in zip(flags, values, strict=True):
         if bad:
             raise ValueError(message)

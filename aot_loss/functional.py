@@ -6,7 +6,7 @@ transport cost of coupling the quantiles of U with those of V under a convex cos
 
 from __future__ import annotations
 
-from typing import Callable, Union
+from collections.abc import Callable
 
 from torch import Tensor
 
@@ -22,7 +22,7 @@ from ._validation import (
     check_weights,
 )
 
-Loss = Union[LossName, Callable[[Tensor], Tensor]]
+Loss = LossName | Callable[[Tensor], Tensor]
 
 __all__ = ["Loss", "paired", "unpaired"]
 
@@ -125,7 +125,7 @@ def _unpaired(
         raise ValueError(
             f"r_pos and r_neg must have the same number of rows, got {r_pos.shape[0]} and {r_neg.shape[0]}"
         )
-    check_same_device({"r_pos": r_pos, "r_neg": r_neg, "pos_weights": pos_weights, "neg_weights": neg_weights})
+    check_same_device({"r_pos": r_pos, "r_neg": r_neg})
     pos_weights = check_weights("pos_weights", pos_weights, r_pos, "r_pos")
     neg_weights = check_weights("neg_weights", neg_weights, r_neg, "r_neg")
     if options.check_finite:
@@ -225,7 +225,7 @@ def _paired(
     shapes = {name: tuple(x.shape) for name, x in inputs.items()}
     if len(set(shapes.values())) > 1:
         raise ValueError(f"paired inputs must all have the same shape, got {shapes}")
-    check_same_device({**inputs, "weights": weights})
+    check_same_device(inputs)
     weights = check_weights("weights", weights, policy_chosen_logps, "policy_chosen_logps")
     if options.check_finite:
         check_finite_values(inputs)
@@ -233,4 +233,3 @@ def _paired(
     u = policy_chosen_logps.to(dtype) - policy_rejected_logps.to(dtype)
     v = (ref_chosen_logps.to(dtype) - ref_rejected_logps.to(dtype)).detach()
     return dominance_cost(u, v, weights, weights, options)
-

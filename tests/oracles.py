@@ -1,0 +1,127 @@
+"""Independent float64 references. None of this code calls aot_loss.
+
+- ``quantile_integral``: integral_0^1 h(Q_U(t) - Q_V(t)) dt by evaluating both empirical
+  quantile functions at the midpoint of every cell between consecutive cumulative masses.
+- ``ot_linprog``: min over all couplings gamma in Pi(a, b) of sum_ij gamma_ij h(u_i - v_j),
+  solved as a linear program (no sorting anywhere).
+- ``ot_bruteforce``: min over permutations, equal sizes.
+- ``trl_*`` / ``dpo_loss``: TRL's formulas, re-typed from paper.md section 8.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.optimize import linprog
+
+NumpyCost = Callable[[np.ndarray], np.ndarray]
+BUILTIN_COSTS = ("logistic", "squared_hinge", "least_squares", "hinge")
+
+
+def numpy_cost(name: str, beta: float, label_smoothing: float = 0.0) -> NumpyCost:
+    """The four built-in costs, written again in NumPy (log(1 + e^x) as logaddexp(0, x))."""
+    ls = label_smoothing
+    table: dict[str, NumpyCost] = {
+        "logistic": lambda d: (1 - ls) * np.logaddexp(0.0, -beta * d) + ls * np.logaddexp(0.0, beta * d),
+        "squared_hinge": lambda d: np.maximum(beta - d, 0.0) ** 2,
+        "least_squares": lambda d: (beta - d) ** 2,
+        "hinge": lambda d: np.maximum(beta - d, 0.0),
+    }
+    return table[name]
+
+
+def _quantile_function(values: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    values = np.asarray(values, dtype=np.float64)
+    w = np.ones_like(values) if weights is None else np.asarray(weights, dtype=np.float64)
+    order = np.argsort(values, kind="stable")
+    cum = np.cumsum(w[order])
+    return values[order], cum / cum[-1]
+
+
+def _evaluate(sorted_values: np.ndarray, cum: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Q(t) = inf{x : F(x) >= t}: the first sorted value whose cumulative mass reaches t."""
+    index = np.minimum(np.searchsorted(cum, t, side="left"), len(cum) - 1)
+    return sorted_values[index]
+
+
+def quantile_integral(
+    u: np.ndarray,
+    v: np.ndarray,
+    h: NumpyCost,
+    u_weights: np.ndarray | None = None,
+    v_weights: np.ndarray | None = None,
+) -> float:
+    """Exact integral of h(Q_U - Q_V) over [0, 1] for weighted empirical measures."""
+    xu, cu = _quantile_function(u, u_weights)
+    xv, cv = _quantile_function(v, v_weights)
+    levels = np.union1d(np.concatenate([[0.0], cu, cv]), [1.0])
+    lengths = np.diff(levels)
+    mids = (levels[:-1] + levels[1:]) / 2
+    return float(np.sum(lengths * h(_evaluate(xu, cu, mids) - _evaluate(xv, cv, mids))))
+
+
+def ot_linprog(
+    u: np.ndarray,
+    v: np.ndarray,
+    h: NumpyCost,
+    u_weights: np.ndarray | None = None,
+    v_weights: np.ndarray | None = None,
+) -> float:
+    """Optimal transport cost by linear programming over all couplings."""
+    n, m = len(u), len(v)
+    a = np.ones(n) if u_weights is None else np.asarray(u_weights, dtype=np.float64)
+    b = np.ones(m) if v_weights is None else np.asarray(v_weights, dtype=np.float64)
+    a, b = a / a.sum(), b / b.sum()
+    cost = h(np.asarray(u, np.float64)[:, None] - np.asarray(v, np.float64)[None, :]).ravel()
+    rows = np.kron(np.eye(n), np.ones((1, m)))  # sum_j gamma_ij = a_i
+    cols = np.kron(np.ones((1, n)), np.eye(m))  # sum_i gamma_ij = b_j
+    result = linprog(
+        cost,
+        A_eq=np.vstack([rows, cols]),
+        b_eq=np.concatenate([a, b]),
+        bounds=(0, None),
+        method="highs",
+        options={"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10},
+    )
+    assert result.status == 0, result.message
+    return float(result.fun)
+
+
+def ot_bruteforce(u: np.ndarray, v: np.ndarray, h: NumpyCost) -> float:
+    """min over permutations sigma of mean_i h(u_i - v_sigma(i)); equal sizes only."""
+    u, v = np.asarray(u, np.float64), np.asarray(v, np.float64)
+    return min(float(np.mean(h(u - v[list(p)]))) for p in itertools.permutations(range(len(v))))
+
+
+def _trl_losses(delta: torch.Tensor, beta: float, label_smoothing: float) -> torch.Tensor:
+    return -F.logsigmoid(beta * delta) * (1 - label_smoothing) - F.logsigmoid(-beta * delta) * label_smoothing
+
+
+def trl_aot_paired(pc, pr, rc, rr, beta: float, label_smoothing: float = 0.0) -> torch.Tensor:
+    """TRL ``loss_type="aot"``: per-pair losses (the trainer takes their mean)."""
+    pi_logratios = pc - pr
+    ref_logratios = rc - rr
+    pi_logratios_sorted, _ = torch.sort(pi_logratios, dim=0)
+    ref_logratios_sorted, _ = torch.sort(ref_logratios, dim=0)
+    delta = pi_logratios_sorted - ref_logratios_sorted
+    return _trl_losses(delta, beta, label_smoothing)
+
+
+def trl_aot_unpaired(pc, pr, rc, rr, beta: float, label_smoothing: float = 0.0) -> torch.Tensor:
+    """TRL ``loss_type="aot_unpaired"`` (formerly ``aot_pair``): per-pair losses."""
+    chosen_logratios = pc - rc
+    rejected_logratios = pr - rr
+    chosen_logratios_sorted, _ = torch.sort(chosen_logratios, dim=0)
+    rejected_logratios_sorted, _ = torch.sort(rejected_logratios, dim=0)
+    delta = chosen_logratios_sorted - rejected_logratios_sorted
+    return _trl_losses(delta, beta, label_smoothing)
+
+
+def dpo_loss(pc, pr, rc, rr, beta: float, label_smoothing: float = 0.0) -> torch.Tensor:
+    """(c)DPO per-pair losses: -log sigmoid(beta * ((pc - rc) - (pr - rr)))."""
+    logits = (pc - rc) - (pr - rr)
+    return _trl_losses(logits, beta, label_smoothing)

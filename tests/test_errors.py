@@ -1,0 +1,154 @@
+"""Every bad input gets a ValueError/TypeError that names the argument and the value."""
+
+import pytest
+import torch
+
+import aot_loss
+
+x = torch.randn(4)
+
+
+def unpaired(**kw):
+    args = {"r_pos": x, "r_neg": x}
+    args.update(kw)
+    return aot_loss.unpaired(args.pop("r_pos"), args.pop("r_neg"), **args)
+
+
+def paired(**kw):
+    args = {name: x for name in ("pc", "pr", "rc", "rr")}
+    args.update(kw)
+    return aot_loss.paired(args.pop("pc"), args.pop("pr"), args.pop("rc"), args.pop("rr"), **args)
+
+
+CASES = [
+    # (call, exception, pattern)
+    (lambda: unpaired(r_pos=[1.0, 2.0]), TypeError, "r_pos must be a torch.Tensor, got list"),
+    (
+        lambda: unpaired(r_neg=torch.arange(4)),
+        TypeError,
+        r"r_neg must be a floating-point tensor, got dtype torch.int64",
+    ),
+    (lambda: unpaired(r_pos=torch.tensor(1.0)), ValueError, r"r_pos must be 1-D .* got shape \(\)"),
+    (lambda: unpaired(r_neg=torch.randn(2, 2, 2)), ValueError, r"r_neg must be 1-D .* got shape \(2, 2, 2\)"),
+    (lambda: unpaired(r_pos=torch.randn(0)), ValueError, r"r_pos must not be empty, got shape \(0,\)"),
+    (lambda: unpaired(r_neg=torch.randn(3, 0)), ValueError, r"r_neg must not be empty, got shape \(3, 0\)"),
+    (
+        lambda: unpaired(r_pos=torch.randn(2, 4)),
+        ValueError,
+        r"both be 1-D or both be 2-D rows, got shapes \(2, 4\) and \(4,\)",
+    ),
+    (
+        lambda: unpaired(r_pos=torch.randn(2, 4), r_neg=torch.randn(3, 4)),
+        ValueError,
+        "same number of rows, got 2 and 3",
+    ),
+    (
+        lambda: unpaired(r_neg=torch.randn(4, device="meta")),
+        ValueError,
+        "r_neg is on meta but r_pos is on cpu",
+    ),
+    (lambda: paired(rr=torch.randn(5)), ValueError, r"same shape, got .*'ref_rejected_logps': \(5,\)"),
+    (
+        lambda: paired(pr=torch.randn(4, 1)),
+        ValueError,
+        r"same shape, got .*'policy_rejected_logps': \(4, 1\)",
+    ),
+    (lambda: paired(rc=torch.randn(4, device="meta")), ValueError, "ref_chosen_logps is on meta"),
+    (
+        lambda: paired(pc=torch.arange(4.0).to(torch.complex64)),
+        TypeError,
+        "policy_chosen_logps must be a floating",
+    ),
+    (
+        lambda: unpaired(pos_weights=torch.tensor([1.0, -1.0, 1.0, 1.0])),
+        ValueError,
+        "pos_weights must not contain negative values",
+    ),
+    (
+        lambda: unpaired(neg_weights=torch.zeros(4)),
+        ValueError,
+        "neg_weights must not contain a row with zero total mass",
+    ),
+    (
+        lambda: unpaired(
+            r_pos=torch.randn(2, 4), r_neg=torch.randn(2, 4), pos_weights=torch.tensor([[1.0] * 4, [0.0] * 4])
+        ),
+        ValueError,
+        "pos_weights must not contain a row with zero total mass",
+    ),
+    (
+        lambda: unpaired(pos_weights=torch.tensor([1.0, float("nan"), 1.0, 1.0])),
+        ValueError,
+        "pos_weights must not contain NaN",
+    ),
+    (
+        lambda: paired(weights=torch.tensor([1.0, float("inf"), 1.0, 1.0])),
+        ValueError,
+        "weights must not contain NaN or infinite",
+    ),
+    (
+        lambda: unpaired(pos_weights=torch.ones(5)),
+        ValueError,
+        r"pos_weights must have the shape of r_pos \(4,\), got \(5,\)",
+    ),
+    (
+        lambda: paired(weights=torch.ones(1, 4)),
+        ValueError,
+        r"weights must have the shape of policy_chosen_logps \(4,\), got \(1, 4\)",
+    ),
+    (
+        lambda: unpaired(neg_weights=[1, 1, 1, 1]),
+        TypeError,
+        "neg_weights must be a torch.Tensor or None, got list",
+    ),
+    (
+        lambda: unpaired(neg_weights=torch.ones(4, device="meta")),
+        ValueError,
+        "neg_weights is on meta but r_neg is on cpu",
+    ),
+    (
+        lambda: unpaired(pos_weights=torch.ones(4, dtype=torch.complex64)),
+        TypeError,
+        "pos_weights must be real",
+    ),
+    (
+        lambda: unpaired(loss="dpo"),
+        ValueError,
+        r"loss must be one of \('logistic', .*\) or a callable, got 'dpo'",
+    ),
+    (lambda: unpaired(loss=3), TypeError, "loss must be a str .* or a callable, got int"),
+    (
+        lambda: paired(reduction="avg"),
+        ValueError,
+        r"reduction must be one of \('mean', 'sum', 'none'\), got 'avg'",
+    ),
+    (lambda: unpaired(beta=0.0), ValueError, "beta must be a finite number > 0, got 0.0"),
+    (lambda: unpaired(beta=-1), ValueError, "beta must be a finite number > 0, got -1.0"),
+    (lambda: paired(beta=float("inf")), ValueError, "beta must be a finite number > 0, got inf"),
+    (lambda: paired(beta=float("nan")), ValueError, "beta must be a finite number > 0, got nan"),
+    (lambda: unpaired(beta="0.1"), TypeError, "beta must be a real number, got '0.1'"),
+    (lambda: unpaired(beta=True), TypeError, "beta must be a real number, got True"),
+    (lambda: unpaired(label_smoothing=0.5), ValueError, r"label_smoothing must be in \[0, 0.5\), got 0.5"),
+    (lambda: paired(label_smoothing=-0.1), ValueError, r"label_smoothing must be in \[0, 0.5\), got -0.1"),
+    (
+        lambda: unpaired(label_smoothing=0.1, loss="hinge"),
+        ValueError,
+        "label_smoothing=0.1 applies to loss='logistic' only, got loss='hinge'",
+    ),
+    (lambda: unpaired(check_finite=1), TypeError, "check_finite must be a bool, got 1"),
+    (
+        lambda: unpaired(loss=lambda d: d.sum()),
+        ValueError,
+        r"loss callable must map d elementwise: got shape \(\)",
+    ),
+    (lambda: unpaired(loss=lambda d: 1.0), TypeError, "loss callable must return a Tensor, got float"),
+    (lambda: aot_loss.UnpairedAOTLoss(beta=0), ValueError, "beta must be a finite number > 0, got 0.0"),
+    (lambda: aot_loss.PairedAOTLoss(reduction="max"), ValueError, "reduction must be one of"),
+    (lambda: aot_loss.UnpairedAOTLoss()(x, x.long()), TypeError, "r_neg must be a floating-point tensor"),
+]
+
+
+@pytest.mark.parametrize(("call", "exception", "pattern"), CASES)
+def test_bad_input_is_named(call, exception, pattern):
+    with pytest.raises(exception, match=pattern):
+        call()

@@ -1,0 +1,111 @@
+"""Numerical safety, half precision, NaN semantics and the CPU radix-key sort."""
+
+import numpy as np
+import pytest
+import torch
+from oracles import BUILTIN_COSTS, numpy_cost, quantile_integral
+
+import aot_loss
+from aot_loss._sort import _RADIX_MIN_NUMEL, stable_sort
+
+f64 = torch.float64
+
+
+@pytest.mark.parametrize("loss", BUILTIN_COSTS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_large_rewards_give_finite_losses_and_gradients(loss, dtype):
+    u = (torch.randn(64, dtype=dtype) * 1e4).requires_grad_()
+    v = (torch.randn(48, dtype=dtype) * 1e4).requires_grad_()
+    out = aot_loss.unpaired(u, v, loss=loss, beta=1.0, label_smoothing=0.1 if loss == "logistic" else 0.0)
+    out.backward()
+    assert torch.isfinite(out) and torch.isfinite(u.grad).all() and torch.isfinite(v.grad).all()
+
+
+@pytest.mark.parametrize(("dtype", "rtol"), [(torch.bfloat16, 1.6e-2), (torch.float16, 2e-3)])
+@pytest.mark.parametrize("loss", BUILTIN_COSTS)
+def test_half_precision_is_computed_in_float32(dtype, rtol, loss):
+    u64, v64 = torch.randn(40, dtype=f64) * 3, torch.randn(40, dtype=f64) * 3
+    u = u64.to(dtype).requires_grad_()
+    v = v64.to(dtype)
+    out = aot_loss.unpaired(u, v, loss=loss, beta=0.5)
+    assert out.dtype == torch.float32
+    expected = aot_loss.unpaired(u64, v64, loss=loss, beta=0.5)
+    torch.testing.assert_close(out.double(), expected, rtol=rtol, atol=rtol)
+    out.backward()
+    assert u.grad.dtype == dtype
+
+
+def test_paired_half_margins_are_formed_in_float32():
+    """Log-probs around -1000 in bf16 are spaced by 4: the margin must not be formed in bf16."""
+    pc = torch.tensor([-1000.0, -1004.0], dtype=torch.bfloat16)
+    pr = torch.tensor([-1004.0, -1008.0], dtype=torch.bfloat16)
+    rc, rr = pc.clone(), pc.clone()
+    out = aot_loss.paired(pc, pr, rc, rr, beta=1.0, reduction="none")
+    assert out.dtype == torch.float32
+    expected = torch.nn.functional.softplus(-torch.tensor([4.0, 4.0]))
+    torch.testing.assert_close(out, expected)
+
+
+def test_output_dtype_follows_promotion():
+    u32, v64 = torch.randn(5), torch.randn(5, dtype=f64)
+    assert aot_loss.unpaired(u32, v64).dtype == f64
+    assert aot_loss.unpaired(u32, u32).dtype == torch.float32
+
+
+def test_nan_reward_gives_nan_loss_by_default_and_error_when_checked():
+    u, v = torch.tensor([0.0, float("nan"), 1.0]), torch.tensor([0.5, 0.2, 0.1])
+    assert torch.isnan(aot_loss.unpaired(u, v))
+    none = aot_loss.unpaired(u, v, reduction="none")
+    assert torch.isnan(none[-1]) and torch.isfinite(none[:-1]).all()  # NaN sorts last
+    with pytest.raises(ValueError, match="r_pos contains NaN or infinite"):
+        aot_loss.unpaired(u, v, check_finite=True)
+    with pytest.raises(ValueError, match="ref_rejected_logps contains NaN"):
+        aot_loss.paired(v, v, v, torch.tensor([0.0, 1.0, float("inf")]), check_finite=True)
+
+
+def _tricky_values(n: int, dtype: torch.dtype) -> torch.Tensor:
+    x = torch.randint(-50, 50, (n,)).to(dtype) / 7  # many ties
+    special = torch.tensor([0.0, -0.0, float("inf"), -float("inf"), float("nan"), -float("nan")], dtype=dtype)
+    x[torch.randperm(n)[: 6 * 50]] = special.repeat(50)
+    return x
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_radix_key_sort_equals_stable_torch_sort(dtype):
+    n = _RADIX_MIN_NUMEL + 1234
+    x = _tricky_values(n, dtype)
+    values, indices = stable_sort(x)
+    expected = torch.sort(x, stable=True)
+    torch.testing.assert_close(values, expected.values, equal_nan=True)
+    assert torch.equal(indices, expected.indices)
+
+
+def test_radix_key_sort_rows_equals_stable_torch_sort():
+    x = torch.stack([_tricky_values(20000, torch.float32) for _ in range(3)])
+    values, indices = stable_sort(x)
+    expected = torch.sort(x, dim=-1, stable=True)
+    torch.testing.assert_close(values, expected.values, equal_nan=True)
+    assert torch.equal(indices, expected.indices)
+
+
+def test_large_unequal_sizes_match_the_oracle():
+    """Exercises the radix-key sort and the integer merged grid at sizes where both matter."""
+    rng = np.random.default_rng(5)
+    u, v = rng.normal(size=40000), rng.normal(size=33333) + 0.2
+    got = aot_loss.unpaired(torch.from_numpy(u), torch.from_numpy(v), loss="squared_hinge", beta=0.1).item()
+    expected = quantile_integral(u, v, numpy_cost("squared_hinge", 0.1))
+    assert got == pytest.approx(expected, rel=1e-10)
+
+
+def test_float32_large_weighted_close_to_float64_oracle():
+    rng = np.random.default_rng(9)
+    u, v = rng.normal(size=50000), rng.normal(size=20000)
+    wu, wv = rng.uniform(size=50000), rng.uniform(size=20000)
+    got = aot_loss.unpaired(
+        torch.tensor(u, dtype=torch.float32),
+        torch.tensor(v, dtype=torch.float32),
+        pos_weights=torch.tensor(wu, dtype=torch.float32),
+        neg_weights=torch.tensor(wv, dtype=torch.float32),
+        beta=1.0,
+    ).item()
+    assert got == pytest.approx(quantile_integral(u, v, numpy_cost("logistic", 1.0), wu, wv), rel=1e-5)
