@@ -13,7 +13,7 @@ import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch import Tensor
@@ -52,13 +52,14 @@ def check_options(
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     if not isinstance(check_finite, bool):
         raise TypeError(f"check_finite must be a bool, got {check_finite!r}")
+    valid_reduction = cast(Reduction, reduction)
     if isinstance(loss, str):
         if loss not in COSTS:
             raise ValueError(f"loss must be one of {tuple(COSTS)} or a callable, got {loss!r}")
         cost: CostFn = partial(COSTS[loss], beta=beta, label_smoothing=label_smoothing)
-        return Options(cost, reduction, check_finite, custom_cost=False)  # type: ignore[arg-type]
+        return Options(cost, valid_reduction, check_finite, custom_cost=False)
     if callable(loss):
-        return Options(loss, reduction, check_finite, custom_cost=True)  # type: ignore[arg-type]
+        return Options(cast(CostFn, loss), valid_reduction, check_finite, custom_cost=True)
     raise TypeError(f"loss must be a str in {tuple(COSTS)} or a callable, got {type(loss).__name__}")
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from torch import Tensor
 
 from ._costs import LossName
-from ._dominance import compute_dtype, dominance_cost
+from ._dominance import as_dtype, compute_dtype, dominance_cost
 from ._validation import (
     Options,
     Reduction,
@@ -230,6 +230,6 @@ def _paired(
     if options.check_finite:
         check_finite_values(inputs)
     dtype = compute_dtype(*inputs.values())  # subtract after the upcast, not in half precision
-    u = policy_chosen_logps.to(dtype) - policy_rejected_logps.to(dtype)
-    v = (ref_chosen_logps.to(dtype) - ref_rejected_logps.to(dtype)).detach()
+    u = as_dtype(policy_chosen_logps, dtype) - as_dtype(policy_rejected_logps, dtype)
+    v = (as_dtype(ref_chosen_logps, dtype) - as_dtype(ref_rejected_logps, dtype)).detach()
     return dominance_cost(u, v, weights, weights, options)
