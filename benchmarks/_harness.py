@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import json
 import platform
+import statistics
 import subprocess
 import sys
 from collections.abc import Callable
@@ -24,8 +25,12 @@ sys.path.insert(0, str(ROOT / "tests"))  # baselines are imported from tests/ora
 
 def git_sha() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "aot_loss"], cwd=ROOT, capture_output=True, text=True)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "aot_loss"], cwd=ROOT, capture_output=True, text=True
+        )
         return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except OSError:
         return "unknown"
@@ -42,11 +47,27 @@ def metadata() -> dict[str, object]:
     }
 
 
-def time_call(step: Callable[[], object], min_run_time: float) -> dict[str, float]:
-    """Median and interquartile range (seconds) of ``step()`` via torch.utils.benchmark."""
-    step()  # warm-up (allocations, lazy init)
-    measurement = Timer("step()", globals={"step": step}).blocked_autorange(min_run_time=min_run_time)
-    return {"median_s": measurement.median, "iqr_s": measurement.iqr, "runs": len(measurement.times)}
+def time_calls(
+    steps: dict[str, Callable[[], object]], min_run_time: float, rounds: int = 5
+) -> dict[str, dict[str, float]]:
+    """Median and interquartile range (seconds) of each step, via torch.utils.benchmark.
+
+    The steps are timed in interleaved rounds and each one's samples pooled, so that drift of
+    the machine (frequency, other load) hits every provider alike.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in steps}
+    for step in steps.values():
+        step()  # warm-up (allocations, lazy init)
+    for _ in range(rounds):
+        for name, step in steps.items():
+            timer = Timer("step()", globals={"step": step})
+            samples[name] += timer.blocked_autorange(min_run_time=min_run_time / rounds).times
+    return {name: _summary(times) for name, times in samples.items()}
+
+
+def _summary(times: list[float]) -> dict[str, float]:
+    q1, median, q3 = statistics.quantiles(times, n=4) if len(times) > 1 else (times[0],) * 3
+    return {"median_s": median, "iqr_s": q3 - q1, "runs": len(times)}
 
 
 def append_results(bench: str, rows: list[dict[str, object]], out_dir: Path) -> Path:

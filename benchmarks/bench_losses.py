@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 import torch
-from _harness import RESULTS, append_results, fmt_time, time_call
+from _harness import RESULTS, append_results, fmt_time, time_calls
 from oracles import trl_aot_paired, trl_aot_unpaired
 
 import aot_loss
@@ -49,33 +49,51 @@ PROVIDERS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes, short timings (smoke test)")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
     args = parser.parse_args()
     sizes = [32, 256] if args.quick else [32, 256, 4096, 100_000, 1_000_000]
     big = 4096 if args.quick else 1_000_000
-    min_run_time = 0.05 if args.quick else 1.0
+    min_run_time = 0.05 if args.quick else 2.0
     out = args.out or (Path("/tmp/aot_loss_bench") if args.quick else RESULTS)
 
     rows, lines = [], []
     for variant, providers in PROVIDERS.items():
         for n in sizes:
             tensors = _logps(n)
-            times = {name: time_call(_step(fn, tensors), min_run_time) for name, fn in providers.items()}
+            times = time_calls({name: _step(fn, tensors) for name, fn in providers.items()}, min_run_time)
             ratio = times["trl"]["median_s"] / times["aot_loss"]["median_s"]
             for name, t in times.items():
                 rows.append({"case": variant, "provider": name, "n": n, "m": n, "mode": "fwd+bwd", **t})
             verdict = "ok" if ratio >= 1.0 else "MISS"
             lines.append(
                 f"{variant:9s} n={n:>8d}  trl {fmt_time(times['trl']['median_s']):>9s}  "
-                f"aot_loss {fmt_time(times['aot_loss']['median_s']):>9s}  speed-up {ratio:5.2f}x  [{verdict} >= 1.0]"
+                f"aot_loss {fmt_time(times['aot_loss']['median_s']):>9s}  "
+                f"speed-up {ratio:5.2f}x  [{verdict} >= 1.0]"
             )
 
-    equal = time_call(_step(lambda u, v: aot_loss.unpaired(u, v, beta=BETA), _rewards(big, big)), min_run_time)
-    unequal = time_call(_step(lambda u, v: aot_loss.unpaired(u, v, beta=BETA), _rewards(big, big // 2)), min_run_time)
-    rows.append({"case": "unpaired_equal", "provider": "aot_loss", "n": big, "m": big, "mode": "fwd+bwd", **equal})
-    rows.append({"case": "unpaired_unequal", "provider": "aot_loss", "n": big, "m": big // 2, "mode": "fwd+bwd", **unequal})
+    loss = lambda u, v: aot_loss.unpaired(u, v, beta=BETA)  # noqa: E731
+    sizes_times = time_calls(
+        {"equal": _step(loss, _rewards(big, big)), "unequal": _step(loss, _rewards(big, big // 2))},
+        min_run_time,
+    )
+    equal, unequal = sizes_times["equal"], sizes_times["unequal"]
+    rows.append(
+        {"case": "unpaired_equal", "provider": "aot_loss", "n": big, "m": big, "mode": "fwd+bwd", **equal}
+    )
+    rows.append(
+        {
+            "case": "unpaired_unequal",
+            "provider": "aot_loss",
+            "n": big,
+            "m": big // 2,
+            "mode": "fwd+bwd",
+            **unequal,
+        }
+    )
     slowdown = unequal["median_s"] / equal["median_s"]
     lines.append(
         f"unequal (n, n/2) vs equal (n, n) at n={big}: {fmt_time(unequal['median_s'])} vs "
