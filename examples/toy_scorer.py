@@ -42,11 +42,19 @@ def dominance_report(r_pos: np.ndarray, r_neg: np.ndarray) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=300, help="optimiser steps (default 300)")
-    parser.add_argument("--loss", default="logistic", help="AOT cost: logistic, squared_hinge, least_squares, hinge")
-    parser.add_argument("--beta", type=float, default=1.0, help="temperature (logistic) or margin (default 1.0)")
-    parser.add_argument("--batch", type=int, default=64, help="chosen samples per step; rejected get 3/4 of it")
+    parser.add_argument(
+        "--loss", default="logistic", help="AOT cost: logistic, squared_hinge, least_squares, hinge"
+    )
+    parser.add_argument(
+        "--beta", type=float, default=1.0, help="temperature (logistic) or margin (default 1.0)"
+    )
+    parser.add_argument(
+        "--batch", type=int, default=64, help="chosen samples per step; rejected get 3/4 of it"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
