@@ -44,18 +44,18 @@ def check_options(
     label_smoothing = _real("label_smoothing", label_smoothing)
     if not 0.0 <= label_smoothing < 0.5:
         raise ValueError(f"label_smoothing must be in [0, 0.5), got {label_smoothing!r}")
-    if label_smoothing and loss != "logistic":
-        raise ValueError(
-            f"label_smoothing={label_smoothing!r} applies to loss='logistic' only, got loss={loss!r}"
-        )
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     if not isinstance(check_finite, bool):
         raise TypeError(f"check_finite must be a bool, got {check_finite!r}")
     valid_reduction = cast(Reduction, reduction)
+    if isinstance(loss, str) and loss not in COSTS:
+        raise ValueError(f"loss must be one of {tuple(COSTS)} or a callable, got {loss!r}")
+    if label_smoothing and loss != "logistic":
+        raise ValueError(
+            f"label_smoothing={label_smoothing!r} applies to loss='logistic' only, got loss={loss!r}"
+        )
     if isinstance(loss, str):
-        if loss not in COSTS:
-            raise ValueError(f"loss must be one of {tuple(COSTS)} or a callable, got {loss!r}")
         cost: CostFn = partial(COSTS[loss], beta=beta, label_smoothing=label_smoothing)
         return Options(cost, valid_reduction, check_finite, custom_cost=False)
     if callable(loss):

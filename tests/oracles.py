@@ -101,24 +101,28 @@ def _trl_losses(delta: torch.Tensor, beta: float, label_smoothing: float) -> tor
     return -F.logsigmoid(beta * delta) * (1 - label_smoothing) - F.logsigmoid(-beta * delta) * label_smoothing
 
 
-def trl_aot_paired(pc, pr, rc, rr, beta: float, label_smoothing: float = 0.0) -> torch.Tensor:
-    """TRL ``loss_type="aot"``: per-pair losses (the trainer takes their mean)."""
-    pi_logratios = pc - pr
-    ref_logratios = rc - rr
-    pi_logratios_sorted, _ = torch.sort(pi_logratios, dim=0)
-    ref_logratios_sorted, _ = torch.sort(ref_logratios, dim=0)
-    delta = pi_logratios_sorted - ref_logratios_sorted
+def _trl_aot(u, v, beta: float, label_smoothing: float) -> torch.Tensor:
+    """TRL's AOT branch: sort both sides along dim 0, subtract, label-smoothed logistic."""
+    u_sorted, _ = torch.sort(u, dim=0)
+    v_sorted, _ = torch.sort(v, dim=0)
+    delta = u_sorted - v_sorted
     return _trl_losses(delta, beta, label_smoothing)
+
+
+def trl_aot_paired(pc, pr, rc, rr, beta: float, label_smoothing: float = 0.0) -> torch.Tensor:
+    """TRL ``loss_type="aot"``: per-pair losses (the trainer takes their mean).
+
+    pi_logratios = pc - pr and ref_logratios = rc - rr are sorted and compared.
+    """
+    return _trl_aot(pc - pr, rc - rr, beta, label_smoothing)
 
 
 def trl_aot_unpaired(pc, pr, rc, rr, beta: float, label_smoothing: float = 0.0) -> torch.Tensor:
-    """TRL ``loss_type="aot_unpaired"`` (formerly ``aot_pair``): per-pair losses."""
-    chosen_logratios = pc - rc
-    rejected_logratios = pr - rr
-    chosen_logratios_sorted, _ = torch.sort(chosen_logratios, dim=0)
-    rejected_logratios_sorted, _ = torch.sort(rejected_logratios, dim=0)
-    delta = chosen_logratios_sorted - rejected_logratios_sorted
-    return _trl_losses(delta, beta, label_smoothing)
+    """TRL ``loss_type="aot_unpaired"`` (formerly ``aot_pair``): per-pair losses.
+
+    chosen_logratios = pc - rc and rejected_logratios = pr - rr are sorted and compared.
+    """
+    return _trl_aot(pc - rc, pr - rr, beta, label_smoothing)
 
 
 def dpo_loss(pc, pr, rc, rr, beta: float, label_smoothing: float = 0.0) -> torch.Tensor:

@@ -116,6 +116,7 @@ CASES = [
         ValueError,
         r"loss must be one of \('logistic', .*\) or a callable, got 'dpo'",
     ),
+    (lambda: unpaired(loss="dpo", label_smoothing=0.1), ValueError, r"loss must be one of .* got 'dpo'"),
     (lambda: unpaired(loss=3), TypeError, "loss must be a str .* or a callable, got int"),
     (
         lambda: paired(reduction="avg"),
