@@ -5,6 +5,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import aot_loss
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -18,7 +20,7 @@ def test_import_prints_nothing_and_initialises_no_cuda():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stderr == ""
-    assert out.stdout == __import__("aot_loss").__version__
+    assert out.stdout == aot_loss.__version__
 
 
 def test_default_wheel_is_pure_python(tmp_path):
