@@ -1,8 +1,10 @@
 """The convex costs h applied to the coupled differences d = Q_U(t) - Q_V(t).
 
-A small table of functions, one per built-in name. Each takes the differences and the two
-parameters; ``label_smoothing`` is only read by the logistic cost (the caller rejects a
-non-zero value for the others).
+Two small tables of functions, one entry per built-in name: ``COSTS`` (h) and ``SLOPES``
+(h', the analytic derivative used by the ``aot_loss::dominance`` op, which returns its
+gradients from the forward pass). Each takes the differences and the two parameters;
+``label_smoothing`` is only read by the logistic cost (the caller rejects a non-zero value
+for the others). At a kink the slope is the one torch's autograd gives (relu'(0) = 0).
 """
 
 from __future__ import annotations
@@ -56,4 +58,32 @@ COSTS: dict[str, BuiltinCost] = {
     "squared_hinge": squared_hinge,
     "least_squares": least_squares,
     "hinge": hinge,
+}
+
+
+def logistic_slope(d: Tensor, beta: float, label_smoothing: float) -> Tensor:
+    """d/dd softplus(-beta d) = -beta sigmoid(-beta d), smoothed like :func:`logistic`."""
+    slope = -beta * torch.sigmoid(-beta * d)
+    if label_smoothing:
+        slope = (1.0 - label_smoothing) * slope + label_smoothing * beta * torch.sigmoid(beta * d)
+    return slope
+
+
+def squared_hinge_slope(d: Tensor, beta: float, label_smoothing: float) -> Tensor:
+    return -2.0 * torch.relu(beta - d)
+
+
+def least_squares_slope(d: Tensor, beta: float, label_smoothing: float) -> Tensor:
+    return -2.0 * (beta - d)
+
+
+def hinge_slope(d: Tensor, beta: float, label_smoothing: float) -> Tensor:
+    return -(beta - d > 0).to(d.dtype)
+
+
+SLOPES: dict[str, BuiltinCost] = {
+    "logistic": logistic_slope,
+    "squared_hinge": squared_hinge_slope,
+    "least_squares": least_squares_slope,
+    "hinge": hinge_slope,
 }

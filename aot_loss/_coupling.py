@@ -32,8 +32,20 @@ class Coupling(NamedTuple):
     mass: Tensor | None  # (..., K): cell lengths, summing to 1; None means uniform 1/K
 
 
-def couple(u: Tensor, v: Tensor, u_weights: Tensor | None, v_weights: Tensor | None) -> Coupling:
-    """Sort ``u`` and ``v`` (stable) and couple their quantile functions.
+class Plan(NamedTuple):
+    """The monotone coupling: both sorts and, on each cell, which sorted samples meet."""
+
+    u_sorted: Tensor  # (..., n), carries autograd through u
+    u_perm: Tensor  # (..., n) int64: u_sorted = u.gather(-1, u_perm)
+    v_sorted: Tensor  # (..., m)
+    v_perm: Tensor  # (..., m)
+    iu: Tensor | None  # (..., K) index into u_sorted per cell; None: pairs (K = n = m)
+    iv: Tensor | None  # (..., K) index into v_sorted per cell
+    mass: Tensor | None  # (..., K) cell lengths; None: uniform 1/K
+
+
+def plan(u: Tensor, v: Tensor, u_weights: Tensor | None, v_weights: Tensor | None) -> Plan:
+    """Sort ``u`` and ``v`` (stable) and find the cells of their merged quantile grid.
 
     Args:
         u: (..., n) samples of U; v: (..., m) samples of V (same leading dims).
@@ -45,7 +57,7 @@ def couple(u: Tensor, v: Tensor, u_weights: Tensor | None, v_weights: Tensor | N
     n, m = u.shape[-1], v.shape[-1]
     if u_weights is None and v_weights is None:
         if n == m:
-            return Coupling(u_sorted - v_sorted, None)
+            return Plan(u_sorted, u_perm, v_sorted, v_perm, None, None, None)
         mass, from_u = _uniform_grid(n, m, u.device, u.dtype)
     else:
         cum_u = _cumulative_mass(u_weights, u_perm, u_sorted)
@@ -53,9 +65,15 @@ def couple(u: Tensor, v: Tensor, u_weights: Tensor | None, v_weights: Tensor | N
         mass, from_u = _merged_grid(cum_u, cum_v)
     iu, iv = _cell_indices(from_u, n, m)
     lead = u_sorted.shape[:-1]
-    iu, iv = iu.expand(*lead, -1), iv.expand(*lead, -1)
-    diff = u_sorted.gather(-1, iu) - v_sorted.gather(-1, iv)
-    return Coupling(diff, mass)
+    return Plan(u_sorted, u_perm, v_sorted, v_perm, iu.expand(*lead, -1), iv.expand(*lead, -1), mass)
+
+
+def couple(u: Tensor, v: Tensor, u_weights: Tensor | None, v_weights: Tensor | None) -> Coupling:
+    """Q_U - Q_V on every cell of the merged quantile grid (see :func:`plan`)."""
+    p = plan(u, v, u_weights, v_weights)
+    if p.iu is None or p.iv is None:
+        return Coupling(p.u_sorted - p.v_sorted, None)
+    return Coupling(p.u_sorted.gather(-1, p.iu) - p.v_sorted.gather(-1, p.iv), p.mass)
 
 
 def _cumulative_mass(weights: Tensor | None, perm: Tensor, sorted_values: Tensor) -> Tensor:

@@ -12,7 +12,7 @@ import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from typing import Literal, cast
 
 import torch
@@ -22,22 +22,61 @@ from ._costs import COSTS, CostFn
 
 Reduction = Literal["mean", "sum", "none"]
 REDUCTIONS = ("mean", "sum", "none")
+Backend = Literal["auto", "torch", "native"]
+BACKENDS = ("auto", "torch", "native")
 
 
 @dataclass(frozen=True)
 class Options:
-    """Validated loss options: the cost h as a one-argument function, and the reduction."""
+    """Validated loss options: the cost h as a one-argument function, the reduction, and
+    for built-in costs the name and parameters that the native op takes."""
 
     cost: CostFn
     reduction: Reduction
     check_finite: bool
     custom_cost: bool
+    backend: Backend = "auto"
+    name: str | None = None  # built-in cost name; None for a callable
+    beta: float = 0.0
+    label_smoothing: float = 0.0
 
 
 def check_options(
-    loss: object, beta: object, label_smoothing: object, reduction: object, check_finite: object
+    loss: object,
+    beta: object,
+    label_smoothing: object,
+    reduction: object,
+    check_finite: object,
+    backend: object = "auto",
 ) -> Options:
-    """Validate the keyword options shared by every loss and bind the cost's parameters."""
+    """Validate the keyword options shared by every loss and bind the cost's parameters.
+
+    The common case (a built-in cost and plain Python scalars) is memoised: validating the
+    same options on every training step would otherwise cost ~10 us per call.
+    """
+    args = (loss, beta, label_smoothing, reduction, check_finite, backend)
+    # Dynamo traces through lru_cache (and warns); the options are constants there anyway.
+    if all(type(a) in _CACHEABLE for a in args) and not torch.compiler.is_compiling():
+        return _cached_options(*args)
+    return _check_options(*args)
+
+
+_CACHEABLE = (str, float, int, bool)  # exact types: hashing a Tensor beta would be wrong
+
+
+@lru_cache(maxsize=64, typed=True)  # typed: beta=True must not hit beta=1
+def _cached_options(*args: object) -> Options:
+    return _check_options(*args)
+
+
+def _check_options(
+    loss: object,
+    beta: object,
+    label_smoothing: object,
+    reduction: object,
+    check_finite: object,
+    backend: object,
+) -> Options:
     beta = _real("beta", beta)
     if not (math.isfinite(beta) and beta > 0):
         raise ValueError(f"beta must be a finite number > 0, got {beta!r}")
@@ -48,7 +87,9 @@ def check_options(
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     if not isinstance(check_finite, bool):
         raise TypeError(f"check_finite must be a bool, got {check_finite!r}")
-    valid_reduction = cast(Reduction, reduction)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    valid_reduction, valid_backend = cast(Reduction, reduction), cast(Backend, backend)
     if isinstance(loss, str) and loss not in COSTS:
         raise ValueError(f"loss must be one of {tuple(COSTS)} or a callable, got {loss!r}")
     if label_smoothing and loss != "logistic":
@@ -57,9 +98,9 @@ def check_options(
         )
     if isinstance(loss, str):
         cost: CostFn = partial(COSTS[loss], beta=beta, label_smoothing=label_smoothing)
-        return Options(cost, valid_reduction, check_finite, custom_cost=False)
+        return Options(cost, valid_reduction, check_finite, False, valid_backend, loss, beta, label_smoothing)
     if callable(loss):
-        return Options(cast(CostFn, loss), valid_reduction, check_finite, custom_cost=True)
+        return Options(cast(CostFn, loss), valid_reduction, check_finite, True, valid_backend)
     raise TypeError(f"loss must be a str in {tuple(COSTS)} or a callable, got {type(loss).__name__}")
 
 

@@ -13,6 +13,7 @@ from torch import Tensor
 from ._costs import LossName
 from ._dominance import as_dtype, compute_dtype, dominance_cost
 from ._validation import (
+    Backend,
     Options,
     Reduction,
     check_finite_values,
@@ -38,6 +39,7 @@ def unpaired(
     neg_weights: Tensor | None = None,
     reduction: Reduction = "mean",
     check_finite: bool = False,
+    backend: Backend = "auto",
 ) -> Tensor:
     r"""Unpaired AOT: the rewards of chosen samples should dominate those of rejected ones.
 
@@ -78,6 +80,10 @@ def unpaired(
             *Reductions* below.
         check_finite: raise `ValueError` if a reward is NaN or infinite. Off by default
             because it synchronises with the device.
+        backend: `"auto"` (default) uses the fused native op when its library is built and
+            serves the call, else the composite torch path; `"torch"` forces the torch path;
+            `"native"` forces the op and raises if it cannot serve the call. Both give the
+            same values and gradients; see *Backends* below.
 
     Returns:
         The loss. Its dtype is the computation dtype: float32 for float16, bfloat16 and
@@ -93,6 +99,15 @@ def unpaired(
           merged grid ($K = n + m$ cells of length $\Delta_k$), whose mean is the loss; rows,
           $(G,)$ per-row OT costs. `"sum"` is always the sum of `"none"`.
 
+    Backends:
+        The native op (`python -m aot_loss.info` says whether it is built) sorts, couples,
+        applies the cost and computes the gradients in one pass, on CPU in float32 and
+        float64 (half precision is upcast first). It serves the built-in costs and every
+        size, weight and row shape, except: a callable `loss`, `reduction="none"` on 1-D
+        inputs, weights that require gradients, and double backward. `"auto"` sends the
+        first three to the torch path; double backward through the op raises, so use
+        `backend="torch"` for it.
+
     NaN and infinity:
         A NaN reward sorts last (as in `torch.sort`) and makes the loss NaN; infinite
         rewards give infinite or NaN costs. Pass `check_finite=True` to get an error instead.
@@ -106,7 +121,7 @@ def unpaired(
         >>> aot_loss.unpaired(r_pos, r_neg, loss="hinge", beta=0.5, reduction="none")
         tensor([0., 0., 0.])
     """
-    options = check_options(loss, beta, label_smoothing, reduction, check_finite)
+    options = check_options(loss, beta, label_smoothing, reduction, check_finite, backend)
     return _unpaired(r_pos, r_neg, pos_weights, neg_weights, options)
 
 
@@ -145,6 +160,7 @@ def paired(
     weights: Tensor | None = None,
     reduction: Reduction = "mean",
     check_finite: bool = False,
+    backend: Backend = "auto",
 ) -> Tensor:
     r"""Paired AOT: the policy's chosen-vs-rejected margins should dominate the reference's.
 
@@ -174,6 +190,7 @@ def paired(
             the loss is computed on their merged grid. Checking their values synchronises.
         reduction: `"mean"`, `"sum"` or `"none"`, as in [`unpaired`][aot_loss.unpaired].
         check_finite: raise `ValueError` if an input is NaN or infinite (synchronises).
+        backend: `"auto"`, `"torch"` or `"native"`, as in [`unpaired`][aot_loss.unpaired].
 
     Returns:
         The loss, in float32 for float16/bfloat16/float32 inputs and float64 for float64.
@@ -199,7 +216,7 @@ def paired(
         >>> round(loss.item(), 4)
         0.6477
     """
-    options = check_options(loss, beta, label_smoothing, reduction, check_finite)
+    options = check_options(loss, beta, label_smoothing, reduction, check_finite, backend)
     return _paired(
         policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, weights, options
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ._validation import Reduction, check_options
+from ._validation import Backend, Reduction, check_options
 from .functional import Loss, _paired, _unpaired
 
 __all__ = ["PairedAOTLoss", "UnpairedAOTLoss"]
@@ -21,17 +21,20 @@ class _AOTLoss(nn.Module):
         label_smoothing: float = 0.0,
         reduction: Reduction = "mean",
         check_finite: bool = False,
+        backend: Backend = "auto",
     ) -> None:
         super().__init__()
-        self._options = check_options(loss, beta, label_smoothing, reduction, check_finite)
+        self._options = check_options(loss, beta, label_smoothing, reduction, check_finite, backend)
         self.loss, self.beta, self.label_smoothing = loss, beta, label_smoothing
-        self.reduction, self.check_finite = reduction, check_finite
+        self.reduction, self.check_finite, self.backend = reduction, check_finite, backend
 
     def extra_repr(self) -> str:
         loss = self.loss if isinstance(self.loss, str) else getattr(self.loss, "__name__", "callable")
         text = f"loss={loss!r}, beta={self.beta}, reduction={self.reduction!r}"
         if self.label_smoothing:
             text += f", label_smoothing={self.label_smoothing}"
+        if self.backend != "auto":
+            text += f", backend={self.backend!r}"
         return text
 
 
@@ -43,7 +46,7 @@ class UnpairedAOTLoss(_AOTLoss):
     \mathcal{L} = \int_0^1 h\big(Q_{r^+}(t) - Q_{r^-}(t)\big)\,dt
     $$
 
-    The options (`loss`, `beta`, `label_smoothing`, `reduction`, `check_finite`) are given to
+    The options (`loss`, `beta`, `label_smoothing`, `reduction`, `check_finite`, `backend`) are given to
     the constructor, validated once, and mean what they mean for the function; the
     per-batch masses `pos_weights`/`neg_weights` are given to `forward`. Results are identical
     to the function's.

@@ -1,0 +1,60 @@
+"""Which implementation serves a call: the composite torch path or the native op.
+
+The choice reads only tensor metadata, options and the load status of the native library,
+so under ``torch.compile`` it is a static branch (guarded, no graph break).
+
+- ``"torch"``: autograd through torch's sort and gathers (every feature, double backward).
+- ``"native"``: the fused ``aot_loss::dominance`` op; raises when it cannot serve the call.
+- ``"auto"``: native when it can serve the call, torch otherwise.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from . import _native
+from ._validation import Options
+
+_MAX_ROW = 2**32 - 1  # the native kernels index rows with 32-bit permutations
+
+
+def use_native(
+    options: Options, u: Tensor, v: Tensor, u_weights: Tensor | None, v_weights: Tensor | None
+) -> bool:
+    """True if the native op should compute this call (raises for an unserved 'native')."""
+    if options.backend == "torch":
+        return False
+    reason = _unserved(options, u, v, u_weights, v_weights)
+    if reason is None:
+        return True
+    if options.backend == "native":
+        raise reason
+    return False
+
+
+def _unserved(
+    options: Options, u: Tensor, v: Tensor, u_weights: Tensor | None, v_weights: Tensor | None
+) -> Exception | None:
+    status = _native.STATUS
+    if not status.loaded:
+        return RuntimeError(f"backend='native' is unavailable: the native library is {status.reason}")
+    if u.device.type not in status.devices:
+        return RuntimeError(
+            f"backend='native' has no kernel for device {u.device.type!r}; built for {status.devices}"
+        )
+    if options.name is None:
+        return ValueError(
+            "backend='native' serves the built-in costs only; a callable loss needs backend='torch'"
+        )
+    if options.reduction == "none" and u.dim() == 1:
+        return ValueError(
+            "backend='native' returns per-row costs; reduction='none' on 1-D inputs needs backend='torch'"
+        )
+    if torch.is_grad_enabled() and any(w is not None and w.requires_grad for w in (u_weights, v_weights)):
+        return ValueError(
+            "backend='native' gives no gradient for the weights; differentiable weights need backend='torch'"
+        )
+    if max(u.shape[-1], v.shape[-1]) >= _MAX_ROW:
+        return ValueError(f"backend='native' serves rows shorter than {_MAX_ROW} elements")
+    return None

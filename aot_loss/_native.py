@@ -1,0 +1,71 @@
+"""Finds and loads the optional native library ``aot_loss/_C*.so``.
+
+The library only registers kernels for ops whose schemas ``_ops`` defines, so it is loaded
+after them. It is optional by design: without it the status records why and every op runs
+its pure-torch default kernel. Nothing is compiled or printed here; a library that exists
+but fails to load is logged once as a warning. ``AOT_LOSS_DISABLE_NATIVE=1`` skips loading.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+BUILD_COMMAND = "AOT_LOSS_BUILD_EXT=1 pip install --no-build-isolation -e ."
+_PACKAGE = Path(__file__).parent
+_log = logging.getLogger("aot_loss")
+
+
+@dataclass(frozen=True)
+class NativeStatus:
+    """What native code is loaded, for which devices, and why not."""
+
+    loaded: bool
+    reason: str  # why it is not loaded ("" when loaded)
+    path: str | None = None
+    devices: tuple[str, ...] = ()  # device types with native kernels
+    build: dict[str, object] = field(default_factory=dict)  # facts written by setup.py
+
+
+def _load() -> NativeStatus:
+    if os.environ.get("AOT_LOSS_DISABLE_NATIVE") == "1":
+        return NativeStatus(False, "disabled by AOT_LOSS_DISABLE_NATIVE=1")
+    libraries = sorted(_PACKAGE.glob("_C*.so")) + sorted(_PACKAGE.glob("_C*.pyd"))
+    if not libraries:
+        _log.debug("aot_loss: no native library; using the torch kernels")
+        return NativeStatus(False, f"not built (build it with: {BUILD_COMMAND})")
+    build = _build_info()
+    path = str(libraries[0])
+    try:
+        torch.ops.load_library(path)
+    except (OSError, RuntimeError) as exc:
+        built_for = build.get("torch", "an unknown torch")
+        reason = f"{path} failed to load ({exc}); built for torch {built_for}, running {torch.__version__}"
+        _log.warning("aot_loss: %s. Rebuild with: %s", reason, BUILD_COMMAND)
+        return NativeStatus(False, reason, path, build=build)
+    devices = ("cpu", "cuda") if build.get("cuda") else ("cpu",)
+    return NativeStatus(True, "", path, devices, build)
+
+
+def _build_info() -> dict[str, object]:
+    try:
+        info = json.loads((_PACKAGE / "_C_build.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+STATUS: NativeStatus = NativeStatus(False, "not loaded yet")
+
+
+def load() -> NativeStatus:
+    """Load the library once (idempotent) and return the status."""
+    global STATUS
+    if STATUS.reason == "not loaded yet":
+        STATUS = _load()
+    return STATUS

@@ -1,0 +1,81 @@
+// The built-in convex costs h(d) and their slopes h'(d), d = Q_U(t) - Q_V(t).
+// Mirrors aot_loss/_costs.py (the spec); the slope at a kink follows torch's relu'(0) = 0.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <string_view>
+
+namespace aot_loss::kernels {
+
+enum class Cost : int { kLogistic, kSquaredHinge, kLeastSquares, kHinge, kUnknown };
+
+inline Cost parse_cost(std::string_view name) {
+  if (name == "logistic") return Cost::kLogistic;
+  if (name == "squared_hinge") return Cost::kSquaredHinge;
+  if (name == "least_squares") return Cost::kLeastSquares;
+  if (name == "hinge") return Cost::kHinge;
+  return Cost::kUnknown;
+}
+
+struct CostParams {
+  Cost cost;
+  double beta;
+  double label_smoothing;
+};
+
+// softplus(x) = log(1 + exp(x)) without overflow, and its derivative sigmoid(x).
+template <typename T>
+inline T softplus(T x) {
+  return std::fmax(x, T(0)) + std::log1p(std::exp(-std::fabs(x)));
+}
+
+template <typename T>
+inline T sigmoid(T x) {
+  const T e = std::exp(-std::fabs(x));
+  return x >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
+}
+
+// max(x, 0) that keeps NaN, as torch.relu does (std::fmax would drop it).
+template <typename T>
+inline T relu(T x) {
+  return x > T(0) || x != x ? x : T(0);
+}
+
+// Returns h(d) and writes h'(d) to *slope.
+template <typename T>
+inline T cost_and_slope(T d, const CostParams& p, T* slope) {
+  const T beta = static_cast<T>(p.beta);
+  switch (p.cost) {
+    case Cost::kLogistic: {
+      const T ls = static_cast<T>(p.label_smoothing);
+      const T z = beta * d;
+      T h = softplus(-z);
+      T s = -beta * sigmoid(-z);
+      if (ls != T(0)) {
+        h = (T(1) - ls) * h + ls * softplus(z);
+        s = (T(1) - ls) * s + ls * beta * sigmoid(z);
+      }
+      *slope = s;
+      return h;
+    }
+    case Cost::kSquaredHinge: {
+      const T r = relu(beta - d);
+      *slope = T(-2) * r;
+      return r * r;
+    }
+    case Cost::kLeastSquares: {
+      const T gap = beta - d;
+      *slope = T(-2) * gap;
+      return gap * gap;
+    }
+    case Cost::kHinge:
+    default: {
+      const T r = relu(beta - d);
+      *slope = r > T(0) ? T(-1) : r * T(0);  // NaN stays NaN
+      return r;
+    }
+  }
+}
+
+}  // namespace aot_loss::kernels

@@ -1,0 +1,109 @@
+// Stable ascending argsort of floating-point keys: torch-free, raw pointers only.
+//
+// Orders exactly as torch.sort(stable=True) does: -0.0 ties with 0.0, NaN sorts last, and
+// equal keys keep their input order, so gradients reach the same elements as on the torch
+// path. Small inputs use insertion sort; larger ones an LSD radix sort on order-preserving
+// unsigned keys (8-bit digits, stable by construction, passes skipped when every key shares
+// the digit). The caller owns all memory: no allocation per element or per call.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+namespace aot_loss::kernels {
+
+template <typename T>
+using key_t = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+
+// Unsigned integer that orders like the float: flip every bit of negatives, only the sign
+// bit of non-negatives. -0.0 is mapped to +0.0 first; every NaN gets the largest key.
+template <typename T>
+inline key_t<T> order_key(T x) {
+  using K = key_t<T>;
+  constexpr int kBits = 8 * sizeof(K);
+  if (x != x) return ~K(0);
+  if (x == T(0)) x = T(0);
+  K bits;
+  std::memcpy(&bits, &x, sizeof(K));
+  return (bits >> (kBits - 1)) ? ~bits : (bits | (K(1) << (kBits - 1)));
+}
+
+// Inverse of order_key (up to the sign of zero and the NaN payload).
+template <typename T>
+inline T key_value(key_t<T> key) {
+  using K = key_t<T>;
+  constexpr int kBits = 8 * sizeof(K);
+  K bits = (key >> (kBits - 1)) ? (key & ~(K(1) << (kBits - 1))) : ~key;
+  T x;
+  std::memcpy(&x, &bits, sizeof(K));
+  return x;
+}
+
+constexpr int64_t kInsertionSortMax = 48;
+
+// Scratch for one argsort of up to `capacity` elements: two key and two index buffers.
+template <typename T>
+struct SortScratch {
+  key_t<T>* keys[2];
+  uint32_t* index[2];
+};
+
+// Writes the sorted values to `sorted` and the permutation to `perm`
+// (sorted[i] = x[perm[i]]). `scratch` buffers must hold n elements each.
+template <typename T>
+void stable_argsort(const T* x, int64_t n, T* sorted, uint32_t* perm, SortScratch<T> scratch) {
+  using K = key_t<T>;
+  K* keys = scratch.keys[0];
+  uint32_t* index = scratch.index[0];
+  if (n <= kInsertionSortMax) {
+    for (int64_t i = 0; i < n; ++i) {
+      const K key = order_key(x[i]);
+      int64_t j = i;
+      for (; j > 0 && keys[j - 1] > key; --j) {  // strict: equal keys keep input order
+        keys[j] = keys[j - 1];
+        index[j] = index[j - 1];
+      }
+      keys[j] = key;
+      index[j] = static_cast<uint32_t>(i);
+    }
+  } else {
+    constexpr int kDigits = sizeof(K);
+    int64_t count[kDigits][256] = {};
+    for (int64_t i = 0; i < n; ++i) {
+      const K key = order_key(x[i]);
+      keys[i] = key;
+      index[i] = static_cast<uint32_t>(i);
+      for (int d = 0; d < kDigits; ++d) ++count[d][(key >> (8 * d)) & 0xFF];
+    }
+    int src = 0;
+    for (int d = 0; d < kDigits; ++d) {
+      int64_t* c = count[d];
+      if (c[(keys[0] >> (8 * d)) & 0xFF] == n) continue;  // every key shares this digit
+      int64_t offset = 0;
+      for (int b = 0; b < 256; ++b) {
+        const int64_t size = c[b];
+        c[b] = offset;
+        offset += size;
+      }
+      const K* kin = scratch.keys[src];
+      const uint32_t* iin = scratch.index[src];
+      K* kout = scratch.keys[1 - src];
+      uint32_t* iout = scratch.index[1 - src];
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t pos = c[(kin[i] >> (8 * d)) & 0xFF]++;
+        kout[pos] = kin[i];
+        iout[pos] = iin[i];
+      }
+      src = 1 - src;
+    }
+    keys = scratch.keys[src];
+    index = scratch.index[src];
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    sorted[i] = key_value<T>(keys[i]);
+    perm[i] = index[i];
+  }
+}
+
+}  // namespace aot_loss::kernels

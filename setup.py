@@ -1,0 +1,64 @@
+"""Opt-in native build. A plain ``pip install`` gives the pure-Python wheel and never runs a
+compiler; the C++ kernels are built only on request:
+
+    AOT_LOSS_BUILD_EXT=1 pip install --no-build-isolation -e .
+
+They use the LibTorch stable ABI and the CPython limited API, so one build serves
+torch >= 2.10 on Python >= 3.10. Build facts go to ``aot_loss/_C_build.json`` so that
+``python -m aot_loss.info`` can report them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+from setuptools import setup
+
+ROOT = Path(__file__).parent
+
+
+def _native_extensions() -> tuple[list, dict, dict]:
+    try:
+        import torch
+        from torch.utils.cpp_extension import BuildExtension, CppExtension
+    except ImportError as exc:
+        raise SystemExit(
+            "AOT_LOSS_BUILD_EXT=1 needs an installed torch and pip's --no-build-isolation "
+            f"(import failed: {exc})"
+        ) from exc
+    if tuple(int(p) for p in torch.__version__.split(".")[:2]) < (2, 10):
+        raise SystemExit(f"the native kernels need torch >= 2.10 (stable ABI); found {torch.__version__}")
+    flags = [
+        "-O3",
+        "-g0",
+        "-std=c++17",
+        "-DPy_LIMITED_API=0x030a0000",
+        "-DTORCH_TARGET_VERSION=0x020a000000000000",
+    ]
+    ext = CppExtension(
+        "aot_loss._C",
+        sources=sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("*.cpp")),
+        include_dirs=[str(ROOT / "csrc")],
+        extra_compile_args={"cxx": flags},
+        py_limited_api=True,
+    )
+    info = {
+        "torch": torch.__version__,
+        "target": "2.10 stable ABI",
+        "cuda": False,
+        "python": platform.python_version(),
+        "compiler_flags": flags,
+    }
+    (ROOT / "aot_loss" / "_C_build.json").write_text(json.dumps(info, indent=2) + "\n")
+    return [ext], {"build_ext": BuildExtension}, {"bdist_wheel": {"py_limited_api": "cp310"}}
+
+
+if os.environ.get("AOT_LOSS_BUILD_EXT") == "1":
+    ext_modules, cmdclass, options = _native_extensions()
+else:
+    ext_modules, cmdclass, options = [], {}, {}
+
+setup(ext_modules=ext_modules, cmdclass=cmdclass, options=options)
