@@ -42,6 +42,11 @@ void check_operand(const Tensor& t, const Tensor& u, const char* name) {
                   " must have the number of dimensions of u (>= 1)");
 }
 
+// Skips the dispatcher round trip of contiguous() in the common, already-contiguous case.
+Tensor as_contiguous(const Tensor& t) {
+  return t.is_contiguous() ? t : torch::stable::contiguous(t);
+}
+
 template <typename T>
 void run(const Tensor& u, const Tensor& v, const std::optional<Tensor>& wu,
          const std::optional<Tensor>& wv, k::CostParams params, Tensor& cost, Tensor* grad_u,
@@ -75,15 +80,15 @@ std::tuple<Tensor, Tensor, Tensor> dominance_cpu(Tensor u, Tensor v, std::option
   STD_TORCH_CHECK(u.size(u.dim() - 1) >= 1 && v.size(v.dim() - 1) >= 1, "aot_loss::dominance: empty sample");
   STD_TORCH_CHECK(std::max(u.size(u.dim() - 1), v.size(v.dim() - 1)) < std::numeric_limits<uint32_t>::max(),
                   "aot_loss::dominance: rows longer than 2^32 - 1 elements");
-  u = torch::stable::contiguous(u);
-  v = torch::stable::contiguous(v);
+  u = as_contiguous(u);
+  v = as_contiguous(v);
   if (u_weights) {
     check_operand(*u_weights, u, "u_weights");
-    u_weights = torch::stable::contiguous(*u_weights);
+    u_weights = as_contiguous(*u_weights);
   }
   if (v_weights) {
     check_operand(*v_weights, u, "v_weights");
-    v_weights = torch::stable::contiguous(*v_weights);
+    v_weights = as_contiguous(*v_weights);
   }
   std::vector<int64_t> row_shape = shape_of(u);
   row_shape.pop_back();

@@ -101,10 +101,11 @@ def _trl_losses(delta: torch.Tensor, beta: float, label_smoothing: float) -> tor
     return -F.logsigmoid(beta * delta) * (1 - label_smoothing) - F.logsigmoid(-beta * delta) * label_smoothing
 
 
-def _trl_aot(u, v, beta: float, label_smoothing: float) -> torch.Tensor:
-    """TRL's AOT branch: sort both sides along dim 0, subtract, label-smoothed logistic."""
-    u_sorted, _ = torch.sort(u, dim=0)
-    v_sorted, _ = torch.sort(v, dim=0)
+def trl_aot_logratios(u, v, beta: float, label_smoothing: float = 0.0, dim: int = 0) -> torch.Tensor:
+    """TRL's AOT branch on log-ratios: sort both sides along ``dim`` (TRL: 0), subtract,
+    label-smoothed logistic; per-pair losses."""
+    u_sorted, _ = torch.sort(u, dim=dim)
+    v_sorted, _ = torch.sort(v, dim=dim)
     delta = u_sorted - v_sorted
     return _trl_losses(delta, beta, label_smoothing)
 
@@ -114,7 +115,7 @@ def trl_aot_paired(pc, pr, rc, rr, beta: float, label_smoothing: float = 0.0) ->
 
     pi_logratios = pc - pr and ref_logratios = rc - rr are sorted and compared.
     """
-    return _trl_aot(pc - pr, rc - rr, beta, label_smoothing)
+    return trl_aot_logratios(pc - pr, rc - rr, beta, label_smoothing)
 
 
 def trl_aot_unpaired(pc, pr, rc, rr, beta: float, label_smoothing: float = 0.0) -> torch.Tensor:
@@ -122,7 +123,7 @@ def trl_aot_unpaired(pc, pr, rc, rr, beta: float, label_smoothing: float = 0.0) 
 
     chosen_logratios = pc - rc and rejected_logratios = pr - rr are sorted and compared.
     """
-    return _trl_aot(pc - rc, pr - rr, beta, label_smoothing)
+    return trl_aot_logratios(pc - rc, pr - rr, beta, label_smoothing)
 
 
 def dpo_loss(pc, pr, rc, rr, beta: float, label_smoothing: float = 0.0) -> torch.Tensor:

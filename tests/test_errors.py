@@ -138,6 +138,12 @@ CASES = [
     ),
     (lambda: unpaired(check_finite=1), TypeError, "check_finite must be a bool, got 1"),
     (
+        lambda: unpaired(backend="cuda"),
+        ValueError,
+        r"backend must be one of \('auto', 'torch', 'native'\), got 'cuda'",
+    ),
+    (lambda: unpaired(backend=None), ValueError, "backend must be one of"),
+    (
         lambda: unpaired(loss=lambda d: d.sum()),
         ValueError,
         r"loss callable must map d elementwise: got shape \(\)",

@@ -24,15 +24,15 @@ struct CostParams {
   double label_smoothing;
 };
 
-// softplus(x) = log(1 + exp(x)) without overflow, and its derivative sigmoid(x).
+// softplus(x) = log(1 + exp(x)) without overflow, and its derivative sigmoid(x), from one
+// shared e = exp(-|x|): the exponential is the costly part of the logistic cost.
 template <typename T>
-inline T softplus(T x) {
-  return std::fmax(x, T(0)) + std::log1p(std::exp(-std::fabs(x)));
+inline T softplus_with(T x, T e) {
+  return (x > T(0) ? x : T(0)) + std::log1p(e);
 }
 
 template <typename T>
-inline T sigmoid(T x) {
-  const T e = std::exp(-std::fabs(x));
+inline T sigmoid_with(T x, T e) {
   return x >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
 }
 
@@ -50,11 +50,12 @@ inline T cost_and_slope(T d, const CostParams& p, T* slope) {
     case Cost::kLogistic: {
       const T ls = static_cast<T>(p.label_smoothing);
       const T z = beta * d;
-      T h = softplus(-z);
-      T s = -beta * sigmoid(-z);
+      const T e = std::exp(-std::fabs(z));
+      T h = softplus_with(-z, e);
+      T s = -beta * sigmoid_with(-z, e);
       if (ls != T(0)) {
-        h = (T(1) - ls) * h + ls * softplus(z);
-        s = (T(1) - ls) * s + ls * beta * sigmoid(z);
+        h = (T(1) - ls) * h + ls * softplus_with(z, e);
+        s = (T(1) - ls) * s + ls * beta * sigmoid_with(z, e);
       }
       *slope = s;
       return h;

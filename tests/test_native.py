@@ -1,0 +1,255 @@
+"""The fused op ``aot_loss::dominance``: native kernel equals the torch path, op registration
+(opcheck, gradcheck, compile) and the backend switch.
+
+Tests marked ``needs_native`` skip in a pure install; CI runs the suite a second time with
+the library built (``AOT_LOSS_BUILD_EXT=1 pip install --no-build-isolation -e .``).
+"""
+
+import pytest
+import torch
+from oracles import BUILTIN_COSTS
+
+import aot_loss
+from aot_loss import _native, _ops
+
+needs_native = pytest.mark.skipif(not _native.STATUS.loaded, reason=f"native library {_native.STATUS.reason}")
+f32, f64 = torch.float32, torch.float64
+
+# (shape of u, shape of v, weighted)
+SHAPES = {
+    "pairs_insertion": ((7,), (7,), False),
+    "pairs_radix": ((300,), (300,), False),
+    "pairs_parallel_chunks": ((70_000,), (70_000,), False),
+    "unequal": ((49,), (23,), False),
+    "weighted": ((64,), (50,), True),
+    "rows": ((5, 33), (5, 33), False),
+    "rows_unequal_weighted": ((4, 40), (4, 17), True),
+}
+
+
+def _problem(shape_u, shape_v, weighted, dtype):
+    u = (torch.randn(shape_u, dtype=f64) * 3).to(dtype).requires_grad_()
+    v = (torch.randn(shape_v, dtype=f64) * 3).to(dtype).requires_grad_()
+    wu = torch.rand(shape_u, dtype=dtype) if weighted else None
+    wv = torch.rand(shape_v, dtype=dtype) if weighted else None
+    return u, v, wu, wv
+
+
+def _loss_and_grads(backend, u, v, wu, wv, **options):
+    u, v = u.detach().clone().requires_grad_(), v.detach().clone().requires_grad_()
+    loss = aot_loss.unpaired(u, v, pos_weights=wu, neg_weights=wv, backend=backend, **options)
+    loss.sum().backward()
+    return loss.detach(), u.grad, v.grad
+
+
+def _tolerance(dtype, weighted):
+    if dtype == f64:
+        return {"rtol": 1e-10, "atol": 1e-12}
+    # The torch path sums float32 masses in float32, the kernel in float64: cell lengths
+    # differ by float32 rounding, which moves weighted gradients by ~1e-5 relative.
+    return {"rtol": 1e-4, "atol": 1e-5} if weighted else {"rtol": 2e-5, "atol": 1e-6}
+
+
+@needs_native
+@pytest.mark.parametrize("loss", BUILTIN_COSTS)
+@pytest.mark.parametrize("case", SHAPES)
+@pytest.mark.parametrize("dtype", [f32, f64])
+def test_native_equals_torch(loss, case, dtype):
+    u, v, wu, wv = _problem(*SHAPES[case], dtype)
+    options = {"loss": loss, "beta": 0.7, "label_smoothing": 0.2 if loss == "logistic" else 0.0}
+    for reduction in ("mean", "sum") + (("none",) if u.dim() == 2 else ()):
+        native = _loss_and_grads("native", u, v, wu, wv, reduction=reduction, **options)
+        torch_path = _loss_and_grads("torch", u, v, wu, wv, reduction=reduction, **options)
+        for a, b in zip(native, torch_path, strict=True):
+            assert a.dtype == b.dtype
+            torch.testing.assert_close(a, b, **_tolerance(dtype, wu is not None))
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_native_half_inputs_are_upcast(dtype):
+    u, v = torch.randn(40).to(dtype), torch.randn(40).to(dtype)
+    native = _loss_and_grads("native", u, v, None, None, beta=0.5)
+    torch_path = _loss_and_grads("torch", u, v, None, None, beta=0.5)
+    assert native[0].dtype == f32 and native[1].dtype == dtype
+    for a, b in zip(native, torch_path, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+@needs_native
+@pytest.mark.parametrize("n", [10, 200])  # insertion sort and radix sort
+def test_ties_send_gradient_to_the_same_elements(n):
+    """Stable sorts on both paths: tied values (including -0.0 == 0.0) keep input order."""
+    values = torch.tensor([0.0, -0.0, 1.0, -1.0, 2.0], dtype=f64)
+    u = values[torch.randint(0, 5, (n,))]
+    v = values[torch.randint(0, 5, (n,))] * 0.5
+    for loss in BUILTIN_COSTS:
+        native = _loss_and_grads("native", u, v, None, None, loss=loss, beta=0.3)
+        torch_path = _loss_and_grads("torch", u, v, None, None, loss=loss, beta=0.3)
+        for a, b in zip(native, torch_path, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
+            assert torch.equal(a != 0, b != 0)
+
+
+@needs_native
+def test_nan_and_inf_behave_like_the_torch_path():
+    u = torch.tensor([1.0, float("nan"), -2.0, 0.5])
+    v = torch.tensor([0.0, 1.0, float("inf"), -1.0])
+    assert torch.isnan(aot_loss.unpaired(u, v, backend="native"))
+    assert torch.isnan(aot_loss.unpaired(u, v, backend="torch"))
+    finite = torch.tensor([1.0, 0.0, -2.0, 0.5])
+    both = [aot_loss.unpaired(finite, v, loss="hinge", backend=b) for b in ("native", "torch")]
+    torch.testing.assert_close(both[0], both[1])
+
+
+@needs_native
+def test_paired_native_equals_torch():
+    pc, pr, rc, rr = (torch.randn(33, dtype=f64) for _ in range(4))
+    w = torch.rand(33, dtype=f64)
+    for weights in (None, w):
+        results = []
+        for backend in ("native", "torch"):
+            a, b = pc.clone().requires_grad_(), pr.clone().requires_grad_()
+            loss = aot_loss.paired(a, b, rc, rr, beta=0.4, weights=weights, backend=backend)
+            loss.backward()
+            results.append((loss.detach(), a.grad, b.grad))
+        for x, y in zip(*results, strict=True):
+            torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)
+
+
+@needs_native
+def test_module_backend_native():
+    criterion = aot_loss.UnpairedAOTLoss(loss="hinge", beta=0.3, backend="native")
+    assert "backend='native'" in repr(criterion)
+    u, v = torch.randn(12), torch.randn(9)
+    torch.testing.assert_close(
+        criterion(u, v), aot_loss.unpaired(u, v, loss="hinge", beta=0.3, backend="torch")
+    )
+
+
+def _sample_inputs():
+    g = torch.Generator().manual_seed(3)
+    u, v = torch.randn(9, generator=g, dtype=f64), torch.randn(6, generator=g, dtype=f64)
+    rows_u, rows_v = torch.randn(3, 8, generator=g), torch.randn(3, 8, generator=g)
+    return [
+        (u.clone().requires_grad_(), v.clone().requires_grad_(), None, None, "logistic", 0.5, 0.1, True),
+        (u, v, torch.rand(9, dtype=f64), torch.rand(6, dtype=f64), "squared_hinge", 0.5, 0.0, False),
+        (rows_u.requires_grad_(), rows_v, None, None, "hinge", 0.2, 0.0, True),
+        (rows_u.detach(), rows_v, torch.rand(3, 8), torch.rand(3, 8), "least_squares", 1.0, 0.0, True),
+    ]
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_opcheck(index):
+    """Schema, fake kernel, autograd registration and AOT dispatch (native or composite)."""
+    torch.library.opcheck(torch.ops.aot_loss.dominance.default, _sample_inputs()[index])
+
+
+@pytest.mark.parametrize("loss", BUILTIN_COSTS)
+def test_op_gradcheck(loss):
+    """The op's saved gradients, through its registered autograd formula, on every kernel."""
+    u = (torch.randperm(20)[:7].to(f64) * 0.3).requires_grad_()
+    v = (torch.randperm(20)[:5].to(f64) * 0.3 + 0.01).requires_grad_()
+    w = torch.rand(7, dtype=f64) + 0.1
+
+    def cost(a, b):
+        return torch.ops.aot_loss.dominance(a, b, w, None, loss, 0.8, 0.0, True)[0]
+
+    assert torch.autograd.gradcheck(cost, (u, v))
+
+
+@pytest.mark.parametrize("loss", BUILTIN_COSTS)
+def test_composite_kernel_equals_the_torch_path(loss):
+    """The op's default kernel (used wherever no native kernel is registered) is exact too."""
+    u, v = torch.randn(4, 11, dtype=f64), torch.randn(4, 6, dtype=f64)
+    wu = torch.rand(4, 11, dtype=f64)
+    cost, grad_u, grad_v = _ops._dominance_torch(u, v, wu, None, loss, 0.6, 0.0, True)
+    a, b = u.clone().requires_grad_(), v.clone().requires_grad_()
+    expected = aot_loss.unpaired(a, b, loss=loss, beta=0.6, pos_weights=wu, reduction="none", backend="torch")
+    expected.sum().backward()
+    torch.testing.assert_close(cost, expected.detach())
+    torch.testing.assert_close(grad_u, a.grad)
+    torch.testing.assert_close(grad_v, b.grad)
+
+
+@needs_native
+def test_compile_fullgraph_native():
+    torch.compiler.reset()
+    fn = torch.compile(
+        lambda a, b: aot_loss.unpaired(a, b, beta=0.5, backend="native"), fullgraph=True, backend="aot_eager"
+    )
+    u, v = torch.randn(10), torch.randn(7)
+    compiled = _loss_and_grads_with(fn, u, v)
+    eager = _loss_and_grads_with(lambda a, b: aot_loss.unpaired(a, b, beta=0.5, backend="native"), u, v)
+    for a, b in zip(compiled, eager, strict=True):
+        torch.testing.assert_close(a, b)
+    torch.compiler.reset()
+
+
+def _loss_and_grads_with(fn, u, v):
+    u, v = u.clone().requires_grad_(), v.clone().requires_grad_()
+    loss = fn(u, v)
+    loss.backward()
+    return loss.detach(), u.grad, v.grad
+
+
+@needs_native
+def test_auto_routes_what_native_does_not_serve_to_torch():
+    u, v = torch.randn(6, dtype=f64), torch.randn(4, dtype=f64)
+    wu = torch.rand(6, dtype=f64).requires_grad_()
+    loss = aot_loss.unpaired(u, v, pos_weights=wu)  # differentiable weights: torch path
+    loss.backward()
+    assert wu.grad is not None and wu.grad.abs().sum() > 0
+    cells = aot_loss.unpaired(u, v, reduction="none")  # 1-D 'none': torch path
+    assert cells.shape == (10,)
+    custom = aot_loss.unpaired(u, v, loss=lambda d: (1 - d).square())
+    torch.testing.assert_close(custom, aot_loss.unpaired(u, v, loss="least_squares", beta=1.0))
+
+
+@needs_native
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"loss": lambda d: d.abs()}, "callable loss needs backend='torch'"),
+        ({"reduction": "none"}, "reduction='none' on 1-D inputs"),
+        ({"pos_weights": torch.ones(5, requires_grad=True)}, "differentiable weights"),
+    ],
+)
+def test_native_refuses_what_it_does_not_serve(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        aot_loss.unpaired(torch.randn(5), torch.randn(5), backend="native", **kwargs)
+
+
+@needs_native
+def test_double_backward_through_native_raises():
+    u = torch.randn(6, requires_grad=True)
+    loss = aot_loss.unpaired(u, torch.randn(6), backend="native")
+    with pytest.raises(RuntimeError, match="double backward"):
+        torch.autograd.grad(loss, u, create_graph=True)
+
+
+def test_double_backward_on_the_torch_path():
+    u = torch.randn(6, dtype=f64, requires_grad=True)
+    v = torch.randn(6, dtype=f64)
+    loss = aot_loss.unpaired(u, v, beta=1.0, backend="torch")
+    (grad,) = torch.autograd.grad(loss, u, create_graph=True)
+    (hess_diag,) = torch.autograd.grad(grad.sum(), u)
+    # d^2/du_k^2 of mean softplus(-(u_(i) - v_(i))) is sigmoid(d) sigmoid(-d) / n at u_k's pair.
+    u_sorted, perm = u.detach().sort()
+    d = u_sorted - v.sort().values
+    expected = torch.empty_like(d).scatter_(0, perm, torch.sigmoid(d) * torch.sigmoid(-d) / 6)
+    torch.testing.assert_close(hess_diag, expected)
+
+
+def test_native_unavailable(monkeypatch):
+    monkeypatch.setattr(_native, "STATUS", _native.NativeStatus(False, "not built (build it with: X)"))
+    u, v = torch.randn(5), torch.randn(5)
+    with pytest.raises(RuntimeError, match=r"unavailable: the native library is not built \(build it with"):
+        aot_loss.unpaired(u, v, backend="native")
+    torch.testing.assert_close(aot_loss.unpaired(u, v), aot_loss.unpaired(u, v, backend="torch"))
+
+
+def test_native_wrong_device(monkeypatch):
+    monkeypatch.setattr(_native, "STATUS", _native.NativeStatus(True, "", devices=("cuda",)))
+    with pytest.raises(RuntimeError, match="no kernel for device 'cpu'"):
+        aot_loss.unpaired(torch.randn(5), torch.randn(5), backend="native")
