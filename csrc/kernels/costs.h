@@ -73,7 +73,7 @@ inline T cost_and_slope(T d, const CostParams& p, T* slope) {
     case Cost::kHinge:
     default: {
       const T r = relu(beta - d);
-      *slope = r > T(0) ? T(-1) : r * T(0);  // NaN stays NaN
+      *slope = r > T(0) ? T(-1) : T(0) * r;  // NaN stays NaN
       return r;
     }
   }
