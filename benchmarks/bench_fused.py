@@ -40,7 +40,11 @@ def providers(quick: bool, device: str) -> dict[str, Callable[..., torch.Tensor]
     def native(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return aot_loss.unpaired(u, v, beta=BETA, backend="native")
 
-    found: dict[str, Callable[..., torch.Tensor]] = {"trl": trl, "torch": torch_path}
+    def floor(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """The cheapest differentiable call: no provider can beat sum().backward() here."""
+        return u.sum() + v.sum()
+
+    found: dict[str, Callable[..., torch.Tensor]] = {"floor": floor, "trl": trl, "torch": torch_path}
     # A fresh compiled function per shape (the caller rebuilds the dict), so no recompile
     # limit is hit; --quick uses aot_eager to keep the smoke run free of C++ compiles.
     found["compile"] = torch.compile(torch_path, backend="aot_eager" if quick else "inductor")
