@@ -71,9 +71,14 @@ def plan(u: Tensor, v: Tensor, u_weights: Tensor | None, v_weights: Tensor | Non
 def couple(u: Tensor, v: Tensor, u_weights: Tensor | None, v_weights: Tensor | None) -> Coupling:
     """Q_U - Q_V on every cell of the merged quantile grid (see :func:`plan`)."""
     p = plan(u, v, u_weights, v_weights)
+    return Coupling(cell_diff(p), p.mass)
+
+
+def cell_diff(p: Plan) -> Tensor:
+    """Q_U - Q_V on each cell of the plan: sorted pairs, or the samples each cell couples."""
     if p.iu is None or p.iv is None:
-        return Coupling(p.u_sorted - p.v_sorted, None)
-    return Coupling(p.u_sorted.gather(-1, p.iu) - p.v_sorted.gather(-1, p.iv), p.mass)
+        return p.u_sorted - p.v_sorted
+    return p.u_sorted.gather(-1, p.iu) - p.v_sorted.gather(-1, p.iv)
 
 
 def _cumulative_mass(weights: Tensor | None, perm: Tensor, sorted_values: Tensor) -> Tensor:

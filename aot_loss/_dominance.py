@@ -57,11 +57,9 @@ def _native_cost(
 ) -> Tensor:
     """The fused op's per-row OT costs, reduced like :func:`_reduce` reduces the torch path."""
     name = cast(str, options.name)
-    cost = _ops.dominance_cost(u, v, u_weights, v_weights, name, options.beta, options.label_smoothing)
+    cost = _ops.row_costs(u, v, u_weights, v_weights, name, options.beta, options.label_smoothing)
     if u.dim() == 2:
-        if options.reduction == "none":
-            return cost
-        return cost.mean() if options.reduction == "mean" else cost.sum()
+        return _reduce_rows(cost, options.reduction)
     if options.reduction == "mean":
         return cost
     n, m = u.shape[-1], v.shape[-1]
@@ -90,9 +88,14 @@ def _reduce(costs: Tensor, coupling: Coupling, reduction: str, rows: bool) -> Te
     mass = coupling.mass
     if rows or reduction == "mean":
         per_row = costs.mean(-1) if mass is None else (costs * mass).sum(-1)
-        if not rows or reduction == "none":
-            return per_row
-        return per_row.mean() if reduction == "mean" else per_row.sum()
+        return _reduce_rows(per_row, reduction) if rows else per_row
     if mass is not None:
         costs = costs * (mass * mass.shape[-1])
     return costs if reduction == "none" else costs.sum()
+
+
+def _reduce_rows(per_row: Tensor, reduction: str) -> Tensor:
+    """(G,) per-row OT costs: returned as they are for 'none', else averaged or summed."""
+    if reduction == "none":
+        return per_row
+    return per_row.mean() if reduction == "mean" else per_row.sum()

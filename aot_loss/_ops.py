@@ -20,7 +20,7 @@ from torch import Tensor
 
 from . import _native
 from ._costs import COSTS, SLOPES
-from ._coupling import plan
+from ._coupling import cell_diff, plan
 
 _lib = torch.library.Library("aot_loss", "DEF")  # registrations live as long as this object
 _lib.define(
@@ -41,12 +41,8 @@ def _dominance_torch(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Reference kernel: the coupling of ``_coupling.plan`` with analytic cell slopes."""
     p = plan(u, v, u_weights, v_weights)
-    if p.iu is None or p.iv is None:
-        diff = p.u_sorted - p.v_sorted
-        mass = torch.full_like(diff, 1.0 / diff.shape[-1])
-    else:
-        diff = p.u_sorted.gather(-1, p.iu) - p.v_sorted.gather(-1, p.iv)
-        mass = p.mass if p.mass is not None else torch.full_like(diff, 1.0 / diff.shape[-1])
+    diff = cell_diff(p)
+    mass = p.mass if p.mass is not None else torch.full_like(diff, 1.0 / diff.shape[-1])
     row_cost = (COSTS[cost](diff, beta, label_smoothing) * mass).sum(-1)
     if not need_grad:
         return row_cost, u.new_empty(0), v.new_empty(0)
@@ -153,7 +149,7 @@ class _DominanceFunction(torch.autograd.Function):
         return *_scale_saved(grad_cost, grad_u, grad_v, needs[0], needs[1]), *(None,) * 5
 
 
-def dominance_cost(
+def row_costs(
     u: Tensor,
     v: Tensor,
     u_weights: Tensor | None,

@@ -50,18 +50,42 @@ def metadata() -> dict[str, object]:
 def time_calls(
     steps: dict[str, Callable[[], object]], min_run_time: float, rounds: int = 5
 ) -> dict[str, dict[str, float]]:
-    """Median and interquartile range (seconds) of each step, via torch.utils.benchmark.
+    """Median and interquartile range (seconds) of each step, via torch.utils.benchmark."""
 
-    The steps are timed in interleaved rounds and each one's samples pooled, so that drift of
-    the machine (frequency, other load) hits every provider alike.
-    """
+    def measure(step: Callable[[], object]) -> list[float]:
+        timer = Timer("step()", globals={"step": step})
+        return timer.blocked_autorange(min_run_time=min_run_time / rounds).times
+
+    return _interleaved(steps, rounds, measure)
+
+
+def time_calls_cuda(steps: dict[str, Callable[[], object]], repeats: int) -> dict[str, dict[str, float]]:
+    """Like :func:`time_calls` on a GPU: each call timed by CUDA events, synchronised."""
+
+    def measure(step: Callable[[], object]) -> list[float]:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        step()
+        end.record()
+        torch.cuda.synchronize()
+        return [start.elapsed_time(end) / 1e3]
+
+    return _interleaved(steps, repeats, measure)
+
+
+def _interleaved(
+    steps: dict[str, Callable[[], object]],
+    rounds: int,
+    measure: Callable[[Callable[[], object]], list[float]],
+) -> dict[str, dict[str, float]]:
+    """Time the steps in interleaved rounds and pool each one's samples, so that drift of
+    the machine (frequency, other load) hits every provider alike."""
     samples: dict[str, list[float]] = {name: [] for name in steps}
     for step in steps.values():
         step()  # warm-up (allocations, lazy init)
     for _ in range(rounds):
         for name, step in steps.items():
-            timer = Timer("step()", globals={"step": step})
-            samples[name] += timer.blocked_autorange(min_run_time=min_run_time / rounds).times
+            samples[name] += measure(step)
     return {name: _summary(times) for name, times in samples.items()}
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from _harness import RESULTS, append_results, fmt_time, time_calls
+from _harness import RESULTS, append_results, fmt_time, time_calls, time_calls_cuda
 from oracles import trl_aot_logratios
 
 import aot_loss
@@ -61,26 +61,6 @@ def _step(fn: Callable[..., torch.Tensor], u: torch.Tensor, v: torch.Tensor) -> 
     return step
 
 
-def _cuda_time(steps: dict[str, Callable[[], None]], repeats: int) -> dict[str, dict[str, float]]:
-    """Median of CUDA-event timings (synchronised), interleaved like time_calls."""
-    samples: dict[str, list[float]] = {name: [] for name in steps}
-    for step in steps.values():
-        step()
-    for _ in range(repeats):
-        for name, step in steps.items():
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            step()
-            end.record()
-            torch.cuda.synchronize()
-            samples[name].append(start.elapsed_time(end) / 1e3)
-    result = {}
-    for name, times in samples.items():
-        times.sort()
-        result[name] = {"median_s": times[len(times) // 2], "iqr_s": 0.0, "runs": len(times)}
-    return result
-
-
 def run_shape(shape: tuple[int, ...], device: str, quick: bool) -> dict[str, dict[str, float]]:
     g = torch.Generator(device="cpu").manual_seed(0)
     u = torch.randn(shape, generator=g).to(device).requires_grad_()
@@ -89,7 +69,7 @@ def run_shape(shape: tuple[int, ...], device: str, quick: bool) -> dict[str, dic
     numel = u.numel()
     if device == "cuda":
         steps["sort_both"] = lambda: (torch.sort(u.detach(), dim=-1), torch.sort(v.detach(), dim=-1))
-        return _cuda_time(steps, repeats=5 if quick else (20 if numel >= 1_000_000 else 200))
+        return time_calls_cuda(steps, repeats=5 if quick else (20 if numel >= 1_000_000 else 200))
     min_run_time = 0.02 if quick else (1.0 if numel < 1_000_000 else 4.0)
     return time_calls(steps, min_run_time, rounds=3 if numel >= 1_000_000 else 5)
 

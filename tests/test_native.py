@@ -35,11 +35,18 @@ def _problem(shape_u, shape_v, weighted, dtype):
     return u, v, wu, wv
 
 
-def _loss_and_grads(backend, u, v, wu, wv, **options):
+def _loss_and_grads_with(fn, u, v):
+    """fn(u, v) on fresh leaf copies, and the gradients of its sum."""
     u, v = u.detach().clone().requires_grad_(), v.detach().clone().requires_grad_()
-    loss = aot_loss.unpaired(u, v, pos_weights=wu, neg_weights=wv, backend=backend, **options)
+    loss = fn(u, v)
     loss.sum().backward()
     return loss.detach(), u.grad, v.grad
+
+
+def _loss_and_grads(backend, u, v, wu, wv, **options):
+    return _loss_and_grads_with(
+        lambda a, b: aot_loss.unpaired(a, b, pos_weights=wu, neg_weights=wv, backend=backend, **options), u, v
+    )
 
 
 def _tolerance(dtype, weighted):
@@ -106,14 +113,14 @@ def test_nan_and_inf_behave_like_the_torch_path():
 def test_paired_native_equals_torch():
     pc, pr, rc, rr = (torch.randn(33, dtype=f64) for _ in range(4))
     w = torch.rand(33, dtype=f64)
+
+    def paired(backend, weights):
+        return lambda a, b: aot_loss.paired(a, b, rc, rr, beta=0.4, weights=weights, backend=backend)
+
     for weights in (None, w):
-        results = []
-        for backend in ("native", "torch"):
-            a, b = pc.clone().requires_grad_(), pr.clone().requires_grad_()
-            loss = aot_loss.paired(a, b, rc, rr, beta=0.4, weights=weights, backend=backend)
-            loss.backward()
-            results.append((loss.detach(), a.grad, b.grad))
-        for x, y in zip(*results, strict=True):
+        native = _loss_and_grads_with(paired("native", weights), pc, pr)
+        torch_path = _loss_and_grads_with(paired("torch", weights), pc, pr)
+        for x, y in zip(native, torch_path, strict=True):
             torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)
 
 
@@ -184,13 +191,6 @@ def test_compile_fullgraph_native():
     for a, b in zip(compiled, eager, strict=True):
         torch.testing.assert_close(a, b)
     torch.compiler.reset()
-
-
-def _loss_and_grads_with(fn, u, v):
-    u, v = u.clone().requires_grad_(), v.clone().requires_grad_()
-    loss = fn(u, v)
-    loss.backward()
-    return loss.detach(), u.grad, v.grad
 
 
 @needs_native
