@@ -253,3 +253,26 @@ def test_native_wrong_device(monkeypatch):
     monkeypatch.setattr(_native, "STATUS", _native.NativeStatus(True, "", devices=("cuda",)))
     with pytest.raises(RuntimeError, match="no kernel for device 'cpu'"):
         aot_loss.unpaired(torch.randn(5), torch.randn(5), backend="native")
+
+
+@needs_native
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (
+            (torch.ones(3, dtype=torch.int32), torch.ones(3, dtype=torch.int32)),
+            "serves float32 and float64 only",
+        ),
+        ((torch.ones(3), torch.ones(3, dtype=f64)), "v must have the dtype of u"),
+        ((torch.ones(3), torch.ones(2, 3)), "v must have the number of dimensions of u"),
+    ],
+)
+def test_cpu_kernel_rejects_bad_operands(args, match):
+    with pytest.raises(RuntimeError, match=match):
+        torch.ops.aot_loss.dominance(*args, None, None, "logistic", 0.1, 0.0, False)
+
+
+@needs_native
+def test_cpu_kernel_rejects_an_unknown_cost():
+    with pytest.raises(RuntimeError, match="unknown cost 'cubic'"):
+        torch.ops.aot_loss.dominance(torch.ones(3), torch.ones(3), None, None, "cubic", 0.1, 0.0, False)
