@@ -5,8 +5,9 @@ chosen responses dominate that of rejected ones quantile by quantile, through th
 optimal-transport cost of their quantile coupling.
 """
 
+from . import metrics
 from ._version import __version__
 from .functional import paired, unpaired
 from .modules import PairedAOTLoss, UnpairedAOTLoss
 
-__all__ = ["PairedAOTLoss", "UnpairedAOTLoss", "__version__", "paired", "unpaired"]
+__all__ = ["PairedAOTLoss", "UnpairedAOTLoss", "__version__", "metrics", "paired", "unpaired"]

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ._sort import stable_sort
+from ._sort import sort_values, stable_sort
 
 
 class Coupling(NamedTuple):
@@ -54,18 +54,13 @@ def plan(u: Tensor, v: Tensor, u_weights: Tensor | None, v_weights: Tensor | Non
     """
     u_sorted, u_perm = stable_sort(u)
     v_sorted, v_perm = stable_sort(v)
-    n, m = u.shape[-1], v.shape[-1]
     if u_weights is None and v_weights is None:
-        if n == m:
-            return Plan(u_sorted, u_perm, v_sorted, v_perm, None, None, None)
-        mass, from_u = _uniform_grid(n, m, u.device, u.dtype)
+        iu, iv, mass = _grid(u_sorted, v_sorted, None, None)
     else:
         cum_u = _cumulative_mass(u_weights, u_perm, u_sorted)
         cum_v = _cumulative_mass(v_weights, v_perm, v_sorted)
-        mass, from_u = _merged_grid(cum_u, cum_v)
-    iu, iv = _cell_indices(from_u, n, m)
-    lead = u_sorted.shape[:-1]
-    return Plan(u_sorted, u_perm, v_sorted, v_perm, iu.expand(*lead, -1), iv.expand(*lead, -1), mass)
+        iu, iv, mass = _grid(u_sorted, v_sorted, cum_u, cum_v)
+    return Plan(u_sorted, u_perm, v_sorted, v_perm, iu, iv, mass)
 
 
 def couple(u: Tensor, v: Tensor, u_weights: Tensor | None, v_weights: Tensor | None) -> Coupling:
@@ -74,11 +69,49 @@ def couple(u: Tensor, v: Tensor, u_weights: Tensor | None, v_weights: Tensor | N
     return Coupling(cell_diff(p), p.mass)
 
 
+def couple_values(u: Tensor, v: Tensor, u_weights: Tensor | None, v_weights: Tensor | None) -> Coupling:
+    """:func:`couple` without autograd, for diagnostics.
+
+    Without weights only the sorted values matter, so no permutation is computed and the
+    fastest sort at hand does the work (see :func:`~aot_loss._sort.sort_values`). Weights
+    must follow their samples, which takes the permutation of :func:`plan`.
+    """
+    with torch.no_grad():
+        if u_weights is not None or v_weights is not None:
+            return couple(u, v, u_weights, v_weights)
+        u_sorted, v_sorted = sort_values(u), sort_values(v)
+        iu, iv, mass = _grid(u_sorted, v_sorted, None, None)
+        return Coupling(_diff(u_sorted, v_sorted, iu, iv), mass)
+
+
 def cell_diff(p: Plan) -> Tensor:
     """Q_U - Q_V on each cell of the plan: sorted pairs, or the samples each cell couples."""
-    if p.iu is None or p.iv is None:
-        return p.u_sorted - p.v_sorted
-    return p.u_sorted.gather(-1, p.iu) - p.v_sorted.gather(-1, p.iv)
+    return _diff(p.u_sorted, p.v_sorted, p.iu, p.iv)
+
+
+def _diff(u_sorted: Tensor, v_sorted: Tensor, iu: Tensor | None, iv: Tensor | None) -> Tensor:
+    if iu is None or iv is None:
+        return u_sorted - v_sorted
+    return u_sorted.gather(-1, iu) - v_sorted.gather(-1, iv)
+
+
+def _grid(
+    u_sorted: Tensor, v_sorted: Tensor, cum_u: Tensor | None, cum_v: Tensor | None
+) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """``(iu, iv, mass)`` of the merged grid; all None for sorted pairs (n == m, uniform).
+
+    ``cum_u``/``cum_v`` are the cumulative masses of weighted samples, None for uniform ones.
+    """
+    n, m = u_sorted.shape[-1], v_sorted.shape[-1]
+    if cum_u is None or cum_v is None:
+        if n == m:
+            return None, None, None
+        mass, from_u = _uniform_grid(n, m, u_sorted.device, u_sorted.dtype)
+    else:
+        mass, from_u = _merged_grid(cum_u, cum_v)
+    iu, iv = _cell_indices(from_u, n, m)
+    lead = u_sorted.shape[:-1]
+    return iu.expand(*lead, -1), iv.expand(*lead, -1), mass
 
 
 def _cumulative_mass(weights: Tensor | None, perm: Tensor, sorted_values: Tensor) -> Tensor:

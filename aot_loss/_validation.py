@@ -123,6 +123,24 @@ def check_samples(name: str, x: object) -> Tensor:
     return x
 
 
+def check_sample_pair(u_name: str, u_arg: object, v_name: str, v_arg: object) -> tuple[Tensor, Tensor]:
+    """Two samples to couple: each (n,) or (G, n), both 1-D or both rows with equal G, on
+    one device."""
+    u = check_samples(u_name, u_arg)
+    v = check_samples(v_name, v_arg)
+    if u.dim() != v.dim():
+        raise ValueError(
+            f"{u_name} and {v_name} must both be 1-D or both be 2-D rows, got shapes "
+            f"{tuple(u.shape)} and {tuple(v.shape)}"
+        )
+    if u.dim() == 2 and u.shape[0] != v.shape[0]:
+        raise ValueError(
+            f"{u_name} and {v_name} must have the same number of rows, got {u.shape[0]} and {v.shape[0]}"
+        )
+    check_same_device({u_name: u, v_name: v})
+    return u, v
+
+
 def check_same_device(tensors: Mapping[str, Tensor]) -> None:
     """All given tensors live on one device."""
     (first_name, first), *rest = tensors.items()

@@ -19,6 +19,7 @@ from ._validation import (
     check_finite_values,
     check_options,
     check_same_device,
+    check_sample_pair,
     check_samples,
     check_weights,
 )
@@ -129,18 +130,7 @@ def _unpaired(
     r_pos: Tensor, r_neg: Tensor, pos_weights: Tensor | None, neg_weights: Tensor | None, options: Options
 ) -> Tensor:
     """Validate the tensors of :func:`unpaired` and call the primitive."""
-    check_samples("r_pos", r_pos)
-    check_samples("r_neg", r_neg)
-    if r_pos.dim() != r_neg.dim():
-        raise ValueError(
-            f"r_pos and r_neg must both be 1-D or both be 2-D rows, got shapes "
-            f"{tuple(r_pos.shape)} and {tuple(r_neg.shape)}"
-        )
-    if r_pos.dim() == 2 and r_pos.shape[0] != r_neg.shape[0]:
-        raise ValueError(
-            f"r_pos and r_neg must have the same number of rows, got {r_pos.shape[0]} and {r_neg.shape[0]}"
-        )
-    check_same_device({"r_pos": r_pos, "r_neg": r_neg})
+    check_sample_pair("r_pos", r_pos, "r_neg", r_neg)
     pos_weights = check_weights("pos_weights", pos_weights, r_pos, "r_pos")
     neg_weights = check_weights("neg_weights", neg_weights, r_neg, "r_neg")
     if options.check_finite:

@@ -69,3 +69,17 @@ def test_default_path_never_synchronises():
         aot_loss.paired(u, u * 2, u.detach(), u.detach()).backward()
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_cuda_metrics_match_cpu(weighted):
+    from aot_loss import metrics
+
+    u, v = torch.randn(3, 500, dtype=torch.float64), torch.randn(3, 333, dtype=torch.float64)
+    kw = {"u_weights": torch.rand(3, 500, dtype=torch.float64)} if weighted else {}
+    gpu_kw = {k: w.cuda() for k, w in kw.items()}
+    for metric in (metrics.fsd_violation, metrics.fsd_violation_ratio, metrics.ot_violation):
+        torch.testing.assert_close(metric(u.cuda(), v.cuda(), **gpu_kw).cpu(), metric(u, v, **kw))
+    gpu_curves = metrics.quantile_curves(u.cuda(), v.cuda(), 77, **gpu_kw)
+    for got, expected in zip(gpu_curves, metrics.quantile_curves(u, v, 77, **kw), strict=True):
+        torch.testing.assert_close(got.cpu(), expected)

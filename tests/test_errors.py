@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import aot_loss
+from aot_loss import metrics
 
 x = torch.randn(4)
 
@@ -152,6 +153,84 @@ CASES = [
     (lambda: aot_loss.UnpairedAOTLoss(beta=0), ValueError, "beta must be a finite number > 0, got 0.0"),
     (lambda: aot_loss.PairedAOTLoss(reduction="max"), ValueError, "reduction must be one of"),
     (lambda: aot_loss.UnpairedAOTLoss()(x, x.long()), TypeError, "r_neg must be a floating-point tensor"),
+    # metrics
+    (lambda: metrics.fsd_violation(x.numpy(), x), TypeError, "u must be a torch.Tensor, got ndarray"),
+    (
+        lambda: metrics.fsd_violation_ratio(x, torch.randn(2, 4)),
+        ValueError,
+        r"u and v must both be 1-D or both be 2-D rows, got shapes \(4,\) and \(2, 4\)",
+    ),
+    (
+        lambda: metrics.fsd_violation(x, x, v_weights=-torch.ones(4)),
+        ValueError,
+        "v_weights must not contain negative values",
+    ),
+    (
+        lambda: metrics.ot_violation(torch.randn(2, 3), torch.randn(3, 3)),
+        ValueError,
+        "u and v must have the same number of rows, got 2 and 3",
+    ),
+    (
+        lambda: metrics.ot_violation(x, x, loss="hinge", label_smoothing=0.1),
+        ValueError,
+        "label_smoothing=0.1 applies to loss='logistic' only",
+    ),
+    (lambda: metrics.ot_violation(x, x, beta=-1.0), ValueError, "beta must be a finite number > 0, got -1.0"),
+    (
+        lambda: metrics.quantile_curves(x, x, 1),
+        ValueError,
+        r"grid must be an int >= 2 \(the number of levels\), got 1",
+    ),
+    (
+        lambda: metrics.quantile_curves(x, x, True),
+        TypeError,
+        "grid must be an int, a tensor or a sequence of levels, got True",
+    ),
+    (
+        lambda: metrics.quantile_curves(x, x, 0.5),
+        TypeError,
+        "grid must be an int, a tensor or a sequence of levels, got float",
+    ),
+    (
+        lambda: metrics.quantile_curves(x, x, "abc"),
+        TypeError,
+        "grid must be an int, a tensor or a sequence of levels, got str",
+    ),
+    (
+        lambda: metrics.quantile_curves(x, x, ["a"]),
+        TypeError,
+        r"grid must be a sequence of real levels in \[0, 1\], got \['a'\]",
+    ),
+    (
+        lambda: metrics.quantile_curves(x, x, [0.5, 1.5]),
+        ValueError,
+        r"grid levels must lie in \[0, 1\], got min 0.5 and max 1.5",
+    ),
+    (
+        lambda: metrics.quantile_curves(x, x, [0.5, float("nan")]),
+        ValueError,
+        r"grid levels must lie in \[0, 1\]",
+    ),
+    (
+        lambda: metrics.quantile_curves(x, x, torch.rand(2, 2)),
+        ValueError,
+        r"grid must be a non-empty 1-D set of levels, got shape \(2, 2\)",
+    ),
+    (
+        lambda: metrics.quantile_curves(x, x, []),
+        ValueError,
+        r"grid must be a non-empty 1-D set of levels, got shape \(0,\)",
+    ),
+    (
+        lambda: metrics.quantile_curves(x, x, torch.ones(3, dtype=torch.bool)),
+        TypeError,
+        r"grid must hold real levels in \[0, 1\], got dtype torch.bool",
+    ),
+    (
+        lambda: metrics.quantile_curves(x, x, u_weights=torch.ones(3)),
+        ValueError,
+        r"u_weights must have the shape of u \(4,\), got \(3,\)",
+    ),
 ]
 
 

@@ -1,0 +1,290 @@
+r"""Dominance diagnostics: how far U is from dominating V, quantile by quantile.
+
+U first-order dominates V when $Q_U(t) \ge Q_V(t)$ at every level $t \in [0, 1]$. With
+U the rewards of chosen responses and V those of rejected ones (or U the policy's
+chosen-minus-rejected margins and V the reference's) that is what AOT trains for. Every
+metric here integrates over $t$ exactly, on the merged grid of the two samples' cumulative
+masses that the losses couple on: $K = n + m$ cells (or $n$ sorted pairs when $n = m$
+without weights), cell $k$ of length $\Delta_k$ carrying the difference
+$d_k = Q_U - Q_V$. Cost: two sorts, $O((n + m)\log(n + m))$.
+
+The metrics are diagnostics: they never build an autograd graph, and they return the
+computation dtype (float32 for half precision and float32, float64 for float64). A NaN
+sample sorts last and makes the metric NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from ._coupling import Coupling, _cumulative_mass, couple_values
+from ._dominance import _check_custom_costs, as_dtype, compute_dtype
+from ._sort import sort_values, stable_sort
+from ._validation import check_options, check_sample_pair, check_weights
+from .functional import Loss
+
+__all__ = ["QuantileCurves", "fsd_violation", "fsd_violation_ratio", "ot_violation", "quantile_curves"]
+
+
+def fsd_violation(
+    u: Tensor, v: Tensor, *, u_weights: Tensor | None = None, v_weights: Tensor | None = None
+) -> Tensor:
+    r"""The share of quantile levels at which U falls below V.
+
+    $$
+    \mathrm{viol}(U, V) = \big|\{t \in [0, 1] : Q_U(t) < Q_V(t)\}\big|
+    = \sum_k \Delta_k\, \mathbf{1}[d_k < 0].
+    $$
+
+    0 when U first-order dominates V (ties count as dominance), 1 when V dominates U
+    strictly at every level. Unlike a reward accuracy it compares distributions, so it
+    needs no pairing and allows $n \ne m$.
+
+    Args:
+        u: samples of U (e.g. rewards of chosen responses).
+        v: samples of V (e.g. rewards of rejected responses); any size $m \ge 1$.
+        u_weights: non-negative masses of the `u` samples, normalised per row; `None`
+            means uniform.
+        v_weights: the same for `v`.
+
+    Returns:
+        The violation area in $[0, 1]$.
+
+    Shape:
+        - `u`: $(n,)$ or rows $(G, n)$; `v`: $(m,)$ or $(G, m)$; weights as their samples.
+        - Output: $()$, or $(G,)$ for rows.
+
+    Example:
+        >>> import torch
+        >>> from aot_loss.metrics import fsd_violation
+        >>> fsd_violation(torch.tensor([0.0, 2.0, 5.0, 6.0]), torch.tensor([1.0, 1.0, 3.0, 4.0]))
+        tensor(0.2500)
+    """
+    cells = _couple("u", u, "v", v, u_weights, v_weights)
+    below = (cells.diff < 0).to(cells.diff.dtype)
+    return _integrate(torch.where(cells.diff.isnan(), cells.diff, below), cells.mass)
+
+
+def fsd_violation_ratio(
+    u: Tensor, v: Tensor, *, u_weights: Tensor | None = None, v_weights: Tensor | None = None
+) -> Tensor:
+    r"""The violation area of $Q_U - Q_V$ over its total area: almost stochastic dominance.
+
+    $$
+    \varepsilon(U, V) = \frac{\int_0^1 \big(Q_V(t) - Q_U(t)\big)_+\,dt}
+    {\int_0^1 \big|Q_U(t) - Q_V(t)\big|\,dt}
+    = \frac{\sum_k \Delta_k\,(-d_k)_+}{\sum_k \Delta_k\,|d_k|}.
+    $$
+
+    U is $\varepsilon$-almost stochastically dominant over V (Leshno and Levy 2002; del
+    Barrio et al. 2018) for every $\varepsilon$ at or above this ratio: 0 is dominance, 1/2
+    a tie in area, 1 dominance of V. Unlike :func:`fsd_violation` it weighs each violation
+    by its size. When $Q_U = Q_V$ everywhere the ratio is 0/0; it is defined as 0
+    (dominance holds with ties). Infinite samples make it NaN.
+
+    Args:
+        u: samples of U.
+        v: samples of V; any size $m \ge 1$.
+        u_weights: non-negative masses of the `u` samples, or `None` for uniform.
+        v_weights: the same for `v`.
+
+    Returns:
+        The ratio in $[0, 1]$.
+
+    Shape:
+        - `u`: $(n,)$ or rows $(G, n)$; `v`: $(m,)$ or $(G, m)$; weights as their samples.
+        - Output: $()$, or $(G,)$ for rows.
+
+    Example:
+        >>> import torch
+        >>> from aot_loss.metrics import fsd_violation_ratio
+        >>> fsd_violation_ratio(torch.tensor([0.0, 2.0, 5.0, 6.0]), torch.tensor([1.0, 1.0, 3.0, 4.0]))
+        tensor(0.1667)
+    """
+    cells = _couple("u", u, "v", v, u_weights, v_weights)
+    violation = _integrate(torch.relu(-cells.diff), cells.mass)
+    total = _integrate(cells.diff.abs(), cells.mass)
+    # Only an exact zero total is 0/0; a NaN total (NaN samples) stays NaN.
+    return torch.where(total == 0, torch.zeros_like(total), violation / total)
+
+
+def ot_violation(
+    u: Tensor,
+    v: Tensor,
+    *,
+    loss: Loss = "logistic",
+    beta: float = 0.01,
+    label_smoothing: float = 0.0,
+    u_weights: Tensor | None = None,
+    v_weights: Tensor | None = None,
+) -> Tensor:
+    r"""The relaxed violation that AOT minimises, per row, without gradients.
+
+    $$
+    \int_0^1 h\big(Q_U(t) - Q_V(t)\big)\,dt = \sum_k \Delta_k\, h(d_k),
+    $$
+
+    the value of [`unpaired`][aot_loss.unpaired]`(u, v, ...)` (with `reduction="none"` for
+    rows), for logging and evaluation on held-out data.
+
+    Args:
+        u: samples of U.
+        v: samples of V; any size $m \ge 1$.
+        loss: the cost $h$, as in [`unpaired`][aot_loss.unpaired]: `"logistic"`,
+            `"squared_hinge"`, `"least_squares"`, `"hinge"` or a callable.
+        beta: inverse temperature (logistic) or margin (hinge family); default 0.01.
+        label_smoothing: $\epsilon \in [0, 0.5)$, logistic cost only.
+        u_weights: non-negative masses of the `u` samples, or `None` for uniform.
+        v_weights: the same for `v`.
+
+    Returns:
+        The OT cost of coupling U with V under $h$.
+
+    Shape:
+        - `u`: $(n,)$ or rows $(G, n)$; `v`: $(m,)$ or $(G, m)$; weights as their samples.
+        - Output: $()$, or $(G,)$ for rows.
+
+    Example:
+        >>> import torch
+        >>> from aot_loss.metrics import ot_violation
+        >>> u, v = torch.tensor([0.0, 2.0, 5.0, 6.0]), torch.tensor([1.0, 1.0, 3.0, 4.0])
+        >>> ot_violation(u, v, loss="hinge", beta=1.0)
+        tensor(0.5000)
+    """
+    options = check_options(loss, beta, label_smoothing, "mean", False)
+    cells = _couple("u", u, "v", v, u_weights, v_weights)
+    costs = options.cost(cells.diff)
+    if options.custom_cost:
+        _check_custom_costs(costs, cells.diff)
+    return _integrate(costs, cells.mass)
+
+
+class QuantileCurves(NamedTuple):
+    """The empirical quantile functions of U and V on a grid of levels."""
+
+    t: Tensor
+    """(K,) levels in [0, 1], float64."""
+    u: Tensor
+    """Q_U(t): (K,), or (G, K) for rows."""
+    v: Tensor
+    """Q_V(t): (K,), or (G, K) for rows."""
+
+
+def quantile_curves(
+    u: Tensor,
+    v: Tensor,
+    grid: int | Tensor | Sequence[float] = 101,
+    *,
+    u_weights: Tensor | None = None,
+    v_weights: Tensor | None = None,
+) -> QuantileCurves:
+    r"""The empirical quantile functions $Q_U$ and $Q_V$ at the levels of `grid`.
+
+    $$
+    Q_X(t) = \inf\{x : F_X(x) \ge t\} = x_{(i)}, \quad
+    i = \min\{i : c_i \ge t\}\quad (0 < t \le 1),
+    $$
+
+    with $c_i$ the cumulative mass of the sorted sample $x_{(1)} \le \dots \le x_{(n)}$
+    (NumPy's `inverted_cdf`), and $Q_X(0)$ the smallest sample with positive mass. These
+    are the step functions that the losses and the other metrics integrate; plot them to
+    see dominance (the paper's Figure 1, and [`aot_loss.plot`](#aot_loss.plot)).
+
+    Args:
+        u: samples of U.
+        v: samples of V; any size $m \ge 1$.
+        grid: the levels: an int $K \ge 2$ for `K` evenly spaced levels from 0 to 1, or a
+            1-D tensor or sequence of levels in $[0, 1]$.
+        u_weights: non-negative masses of the `u` samples, or `None` for uniform.
+        v_weights: the same for `v`.
+
+    Returns:
+        `QuantileCurves(t, u, v)`: the levels (float64, on the samples' device) and the two
+        quantile functions at them (in the computation dtype).
+
+    Shape:
+        - `u`: $(n,)$ or rows $(G, n)$; `v`: $(m,)$ or $(G, m)$; weights as their samples.
+        - Output: `t` $(K,)$; `u` and `v` $(K,)$, or $(G, K)$ for rows.
+
+    Example:
+        >>> import torch
+        >>> from aot_loss.metrics import quantile_curves
+        >>> curves = quantile_curves(torch.tensor([3.0, 1.0, 2.0, 4.0]), torch.tensor([0.0, 5.0]), 5)
+        >>> curves.t
+        tensor([0.0000, 0.2500, 0.5000, 0.7500, 1.0000], dtype=torch.float64)
+        >>> curves.u, curves.v
+        (tensor([1., 1., 2., 3., 4.]), tensor([0., 0., 0., 5., 5.]))
+    """
+    u, v = check_sample_pair("u", u, "v", v)
+    u_weights = check_weights("u_weights", u_weights, u, "u")
+    v_weights = check_weights("v_weights", v_weights, v, "v")
+    t = _check_grid(grid, u.device)
+    return QuantileCurves(t, _quantiles(u, u_weights, t), _quantiles(v, v_weights, t))
+
+
+def _couple(u_name: str, u: object, v_name: str, v: object, u_weights: object, v_weights: object) -> Coupling:
+    """Validate a pair of samples and their weights and couple them without autograd."""
+    u, v = check_sample_pair(u_name, u, v_name, v)
+    uw = check_weights(f"{u_name}_weights", u_weights, u, u_name)
+    vw = check_weights(f"{v_name}_weights", v_weights, v, v_name)
+    dtype = compute_dtype(u, v)
+    return couple_values(
+        as_dtype(u, dtype),
+        as_dtype(v, dtype),
+        None if uw is None else as_dtype(uw, dtype),
+        None if vw is None else as_dtype(vw, dtype),
+    )
+
+
+def _integrate(values: Tensor, mass: Tensor | None) -> Tensor:
+    """sum_k mass_k * values_k per row; uniform 1/K when ``mass`` is None."""
+    return values.mean(-1) if mass is None else (values * mass).sum(-1)
+
+
+def _check_grid(grid: object, device: torch.device) -> Tensor:
+    """Levels in [0, 1] as a float64 tensor on ``device``."""
+    if isinstance(grid, bool):
+        raise TypeError(f"grid must be an int, a tensor or a sequence of levels, got {grid!r}")
+    if isinstance(grid, int):
+        if grid < 2:
+            raise ValueError(f"grid must be an int >= 2 (the number of levels), got {grid!r}")
+        return torch.linspace(0.0, 1.0, grid, dtype=torch.float64, device=device)
+    if isinstance(grid, Tensor):
+        if grid.is_complex() or grid.dtype == torch.bool:
+            raise TypeError(f"grid must hold real levels in [0, 1], got dtype {grid.dtype}")
+        t = grid.to(device=device, dtype=torch.float64)
+    elif isinstance(grid, Sequence) and not isinstance(grid, str):
+        try:
+            t = torch.tensor(grid, dtype=torch.float64, device=device)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"grid must be a sequence of real levels in [0, 1], got {grid!r}") from None
+    else:
+        raise TypeError(f"grid must be an int, a tensor or a sequence of levels, got {type(grid).__name__}")
+    if t.dim() != 1 or t.numel() == 0:
+        raise ValueError(f"grid must be a non-empty 1-D set of levels, got shape {tuple(t.shape)}")
+    if not bool(((t >= 0) & (t <= 1)).all()):  # also rejects NaN
+        raise ValueError(f"grid levels must lie in [0, 1], got min {t.min().item()} and max {t.max().item()}")
+    return t
+
+
+def _quantiles(x: Tensor, weights: Tensor | None, t: Tensor) -> Tensor:
+    """Q_X(t) = the first sorted sample whose cumulative mass reaches t (see quantile_curves)."""
+    x = as_dtype(x, compute_dtype(x))
+    with torch.no_grad():
+        if weights is None:
+            ordered = sort_values(x)
+            n = ordered.shape[-1]
+            levels = torch.arange(1, n + 1, dtype=torch.float64, device=x.device) / n
+        else:
+            ordered, perm = stable_sort(x.detach())
+            levels = _cumulative_mass(weights.to(torch.float64), perm, ordered)
+        levels = levels.expand_as(ordered).contiguous()
+        targets = t.expand(*ordered.shape[:-1], -1).contiguous()
+        first = torch.searchsorted(levels, targets)
+        # Q(0) is the smallest sample with positive mass: skip leading zero-mass samples.
+        first = torch.where(targets > 0, first, torch.searchsorted(levels, targets, right=True))
+        return ordered.gather(-1, first.clamp(max=ordered.shape[-1] - 1))

@@ -1,0 +1,183 @@
+"""aot_loss.metrics against float64 NumPy oracles and planted answers."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from oracles import BUILTIN_COSTS, numpy_cost, quantile_integral
+from strategies import samples, weights_for
+
+import aot_loss
+from aot_loss.metrics import fsd_violation, fsd_violation_ratio, ot_violation, quantile_curves
+
+f64 = torch.float64
+
+
+def _t(x):
+    return torch.as_tensor(x, dtype=f64)
+
+
+def below(d):
+    return (d < 0).astype(np.float64)
+
+
+def expected_ratio(u, v, uw=None, vw=None):
+    total = quantile_integral(u, v, np.abs, uw, vw)
+    return 0.0 if total == 0 else quantile_integral(u, v, lambda d: np.maximum(-d, 0.0), uw, vw) / total
+
+
+def draw_case(data, weighted):
+    u, v = data.draw(samples()), data.draw(samples())
+    if not weighted:
+        return u, v, None, None
+    return u, v, data.draw(weights_for(len(u))), data.draw(weights_for(len(v)))
+
+
+def weight_kwargs(uw, vw):
+    return {
+        "u_weights": None if uw is None else _t(uw),
+        "v_weights": None if vw is None else _t(vw),
+    }
+
+
+@given(data=st.data(), weighted=st.booleans())
+def test_violation_and_ratio_match_quantile_integral(data, weighted):
+    u, v, uw, vw = draw_case(data, weighted)
+    kw = weight_kwargs(uw, vw)
+    got = fsd_violation(_t(u), _t(v), **kw).item()
+    assert got == pytest.approx(quantile_integral(u, v, below, uw, vw), abs=1e-12)
+    got = fsd_violation_ratio(_t(u), _t(v), **kw).item()
+    assert got == pytest.approx(expected_ratio(u, v, uw, vw), abs=1e-12)
+
+
+@given(data=st.data(), weighted=st.booleans(), loss=st.sampled_from(BUILTIN_COSTS))
+def test_ot_violation_matches_quantile_integral(data, weighted, loss):
+    u, v, uw, vw = draw_case(data, weighted)
+    got = ot_violation(_t(u), _t(v), loss=loss, beta=0.7, **weight_kwargs(uw, vw)).item()
+    expected = quantile_integral(u, v, numpy_cost(loss, 0.7), uw, vw)
+    assert got == pytest.approx(expected, rel=1e-10, abs=1e-12)
+
+
+@pytest.mark.parametrize("n, m", [(500, 500), (500, 317), (64, 1000)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_random_float32_against_float64_oracle(n, m, weighted):
+    rng = np.random.default_rng(n + m)
+    u, v = rng.normal(0.3, 1.0, n), rng.normal(0.0, 1.5, m)
+    uw, vw = (rng.random(n), rng.random(m)) if weighted else (None, None)
+    u32, v32 = u.astype(np.float32).astype(np.float64), v.astype(np.float32).astype(np.float64)
+    kw = {
+        "u_weights": None if uw is None else torch.tensor(uw, dtype=torch.float32),
+        "v_weights": None if vw is None else torch.tensor(vw, dtype=torch.float32),
+    }
+    tu, tv = torch.tensor(u32, dtype=torch.float32), torch.tensor(v32, dtype=torch.float32)
+    assert fsd_violation(tu, tv, **kw).item() == pytest.approx(
+        quantile_integral(u32, v32, below, uw, vw), abs=1e-5
+    )
+    assert fsd_violation_ratio(tu, tv, **kw).item() == pytest.approx(
+        expected_ratio(u32, v32, uw, vw), abs=1e-5
+    )
+    expected = quantile_integral(u32, v32, numpy_cost("logistic", 2.0), uw, vw)
+    assert ot_violation(tu, tv, beta=2.0, **kw).item() == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("c", [0.5, 1e-3, -1e-3, -2.0])
+@pytest.mark.parametrize("sizes", [(50, 50), (100, 50)])
+def test_planted_shift(c, sizes):
+    """U = V + c (U repeating V's sample has V's distribution): violation 0 or 1."""
+    n, m = sizes
+    v = torch.randn(m, dtype=f64, generator=torch.Generator().manual_seed(1))
+    u = v.repeat(n // m) + c
+    expected = 0.0 if c > 0 else 1.0
+    assert fsd_violation(u, v).item() == expected
+    assert fsd_violation_ratio(u, v).item() == pytest.approx(expected, abs=1e-12)
+    assert fsd_violation(v, u).item() == 1.0 - expected
+
+
+def test_identical_samples_dominate_with_ties():
+    x = torch.tensor([1.0, 2.0, 2.0, 5.0])
+    assert fsd_violation(x, x.flip(0)).item() == 0.0
+    assert fsd_violation_ratio(x, x).item() == 0.0  # 0/0 is defined as 0
+
+
+def test_rows_equal_one_call_per_row():
+    g = torch.Generator().manual_seed(0)
+    u, v = torch.randn(5, 40, generator=g), torch.randn(5, 23, generator=g) + 0.2
+    uw, vw = torch.rand(5, 40, generator=g), torch.rand(5, 23, generator=g)
+    for metric in (fsd_violation, fsd_violation_ratio, ot_violation):
+        rows = metric(u, v, u_weights=uw, v_weights=vw)
+        assert rows.shape == (5,)
+        for i in range(5):
+            torch.testing.assert_close(rows[i], metric(u[i], v[i], u_weights=uw[i], v_weights=vw[i]))
+    curves = quantile_curves(u, v, 33)
+    assert curves.u.shape == (5, 33) and curves.v.shape == (5, 33)
+    torch.testing.assert_close(curves.u[3], quantile_curves(u[3], v[3], 33).u)
+
+
+@pytest.mark.parametrize("loss", BUILTIN_COSTS)
+def test_ot_violation_is_the_unpaired_loss(loss):
+    g = torch.Generator().manual_seed(3)
+    u, v, w = torch.randn(30, generator=g), torch.randn(20, generator=g), torch.rand(30, generator=g)
+    got = ot_violation(u, v, loss=loss, beta=0.5, u_weights=w)
+    torch.testing.assert_close(got, aot_loss.unpaired(u, v, loss=loss, beta=0.5, pos_weights=w))
+    rows_u, rows_v = torch.randn(3, 8, generator=g), torch.randn(3, 8, generator=g)
+    torch.testing.assert_close(
+        ot_violation(rows_u, rows_v, loss=loss, beta=0.5),
+        aot_loss.unpaired(rows_u, rows_v, loss=loss, beta=0.5, reduction="none"),
+    )
+
+
+def test_ot_violation_takes_label_smoothing_and_callables():
+    u, v = torch.tensor([0.0, 1.0, 3.0]), torch.tensor([2.0, -1.0, 0.5])
+    smoothed = ot_violation(u, v, beta=1.0, label_smoothing=0.2)
+    torch.testing.assert_close(smoothed, aot_loss.unpaired(u, v, beta=1.0, label_smoothing=0.2))
+    assert ot_violation(u, v, loss=torch.abs).item() == pytest.approx((1.0 + 0.5 + 1.0) / 3)
+
+
+@given(data=st.data(), weighted=st.booleans())
+def test_quantile_curves_match_numpy_inverted_cdf(data, weighted):
+    u, v, uw, vw = draw_case(data, weighted)
+    levels = np.array(data.draw(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=20)))
+    curves = quantile_curves(_t(u), _t(v), levels.tolist(), **weight_kwargs(uw, vw))
+    np.testing.assert_array_equal(curves.t.numpy(), levels)
+    np.testing.assert_array_equal(curves.u.numpy(), np.quantile(u, levels, method="inverted_cdf", weights=uw))
+    np.testing.assert_array_equal(curves.v.numpy(), np.quantile(v, levels, method="inverted_cdf", weights=vw))
+
+
+def test_quantile_curves_on_exact_levels():
+    """Levels that equal a cumulative mass take the sample reaching it, not the next one."""
+    u = torch.tensor([40.0, 10.0, 30.0, 20.0])
+    curves = quantile_curves(u, u, torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0]))
+    assert curves.u.tolist() == [10.0, 10.0, 20.0, 30.0, 40.0]
+    ten = torch.arange(10.0)
+    assert quantile_curves(ten, ten, [0.3, 0.7]).u.tolist() == [2.0, 6.0]
+    # Q(0) skips leading zero-mass samples, as NumPy's weighted inverted_cdf does.
+    w = torch.tensor([1.0, 0.0, 0.0, 1.0])  # masses of 40, 10, 30, 20
+    assert quantile_curves(u, u, [0.0, 0.5, 1.0], u_weights=w).u.tolist() == [20.0, 20.0, 40.0]
+
+
+def test_nan_gives_nan():
+    u, v = torch.tensor([0.0, float("nan"), 2.0]), torch.tensor([1.0, 1.0, 1.0])
+    for metric in (fsd_violation, fsd_violation_ratio, ot_violation):
+        assert metric(u, v).isnan()
+        assert metric(v, u).isnan()
+    assert quantile_curves(u, v, [0.0, 1.0]).u[1].isnan()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_dtypes_and_no_autograd(dtype):
+    u = torch.tensor([0.0, 2.0, 5.0, 6.0], dtype=dtype, requires_grad=True)
+    v = torch.tensor([1.0, 1.0, 3.0, 4.0], dtype=dtype)
+    out_dtype = f64 if dtype == f64 else torch.float32
+    for metric in (fsd_violation, fsd_violation_ratio, ot_violation):
+        out = metric(u, v)
+        assert out.dtype == out_dtype and not out.requires_grad
+    assert fsd_violation(u, v).item() == 0.25
+    assert fsd_violation_ratio(u, v).item() == pytest.approx(0.25 / 1.5)
+    curves = quantile_curves(u, v, 5)
+    assert curves.u.dtype == out_dtype and not curves.u.requires_grad
+    assert curves.t.dtype == f64
+
+
+def test_exported():
+    assert aot_loss.metrics.fsd_violation is fsd_violation
