@@ -192,7 +192,7 @@ def quantile_curves(
     with $c_i$ the cumulative mass of the sorted sample $x_{(1)} \le \dots \le x_{(n)}$
     (NumPy's `inverted_cdf`), and $Q_X(0)$ the smallest sample with positive mass. These
     are the step functions that the losses and the other metrics integrate; plot them to
-    see dominance (the paper's Figure 1, and [`aot_loss.plot`](#aot_loss.plot)).
+    see dominance (the paper's Figure 1; `aot_loss.plot` draws them).
 
     Args:
         u: samples of U.

@@ -1,0 +1,35 @@
+"""python -m aot_loss demo: the demo (AOT and DPO on a small preference task).
+python -m aot_loss info: versions, native library and backends."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Dispatch to a subcommand."""
+    from . import demo, info
+
+    parser = argparse.ArgumentParser(
+        prog="python -m aot_loss", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo_parser = commands.add_parser(
+        "demo",
+        help="train AOT and DPO on a small preference task",
+        description=demo.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_arguments(demo_parser)
+    commands.add_parser("info", help="versions, native library and backends")
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        demo.run(demo._checked(demo_parser, args))
+    else:
+        info.main()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
