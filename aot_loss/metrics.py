@@ -285,6 +285,7 @@ def _quantiles(x: Tensor, weights: Tensor | None, t: Tensor) -> Tensor:
         levels = levels.expand_as(ordered).contiguous()
         targets = t.expand(*ordered.shape[:-1], -1).contiguous()
         first = torch.searchsorted(levels, targets)
-        # Q(0) is the smallest sample with positive mass: skip leading zero-mass samples.
-        first = torch.where(targets > 0, first, torch.searchsorted(levels, targets, right=True))
+        if weights is not None:
+            # Q(0) is the smallest sample with positive mass: skip leading zero-mass samples.
+            first = torch.where(targets > 0, first, torch.searchsorted(levels, targets, right=True))
         return ordered.gather(-1, first.clamp(max=ordered.shape[-1] - 1))
