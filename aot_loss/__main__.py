@@ -26,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     commands.add_parser("info", help="versions, native library and backends")
     args = parser.parse_args(argv)
     if args.command == "demo":
-        demo.run(demo._checked(demo_parser, args))
+        demo.run(demo.check_args(demo_parser, args))
     else:
         info.main()
 

@@ -84,6 +84,11 @@ def couple_values(u: Tensor, v: Tensor, u_weights: Tensor | None, v_weights: Ten
         return Coupling(_diff(u_sorted, v_sorted, iu, iv), mass)
 
 
+def integrate(values: Tensor, mass: Tensor | None) -> Tensor:
+    """sum_k mass_k * values_k over the cells of each row; uniform 1/K when ``mass`` is None."""
+    return values.mean(-1) if mass is None else (values * mass).sum(-1)
+
+
 def cell_diff(p: Plan) -> Tensor:
     """Q_U - Q_V on each cell of the plan: sorted pairs, or the samples each cell couples."""
     return _diff(p.u_sorted, p.v_sorted, p.iu, p.iv)

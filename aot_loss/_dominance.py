@@ -13,7 +13,7 @@ from torch import Tensor
 
 from . import _ops
 from ._backend import use_native
-from ._coupling import Coupling, couple
+from ._coupling import Coupling, couple, integrate
 from ._validation import Options
 
 
@@ -30,6 +30,19 @@ def as_dtype(x: Tensor, dtype: torch.dtype) -> Tensor:
     return x if x.dtype == dtype else x.to(dtype)
 
 
+def upcast(
+    u: Tensor, v: Tensor, u_weights: Tensor | None, v_weights: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """Samples and weights in the computation dtype of ``u`` and ``v`` (see compute_dtype)."""
+    dtype = compute_dtype(u, v)
+    return (
+        as_dtype(u, dtype),
+        as_dtype(v, dtype),
+        None if u_weights is None else as_dtype(u_weights, dtype),
+        None if v_weights is None else as_dtype(v_weights, dtype),
+    )
+
+
 def dominance_cost(
     u: Tensor, v: Tensor, u_weights: Tensor | None, v_weights: Tensor | None, options: Options
 ) -> Tensor:
@@ -37,12 +50,7 @@ def dominance_cost(
 
     Inputs are validated (1-D, or 2-D rows with equal row counts) and share a device.
     """
-    dtype = compute_dtype(u, v)
-    u, v = as_dtype(u, dtype), as_dtype(v, dtype)
-    if u_weights is not None:
-        u_weights = as_dtype(u_weights, dtype)
-    if v_weights is not None:
-        v_weights = as_dtype(v_weights, dtype)
+    u, v, u_weights, v_weights = upcast(u, v, u_weights, v_weights)
     if use_native(options, u, v, u_weights, v_weights):
         return _native_cost(u, v, u_weights, v_weights, options)
     coupling = couple(u, v, u_weights, v_weights)
@@ -87,7 +95,7 @@ def _reduce(costs: Tensor, coupling: Coupling, reduction: str, rows: bool) -> Te
     """
     mass = coupling.mass
     if rows or reduction == "mean":
-        per_row = costs.mean(-1) if mass is None else (costs * mass).sum(-1)
+        per_row = integrate(costs, mass)
         return _reduce_rows(per_row, reduction) if rows else per_row
     if mass is not None:
         costs = costs * (mass * mass.shape[-1])

@@ -23,7 +23,7 @@ import importlib.util
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,14 +168,19 @@ class Evaluation:
 def evaluate(policy: TinyLM, held_out: Pairs, seed: int) -> Evaluation:
     pc = answer_logps(policy, held_out.prompts, held_out.chosen)
     pr = answer_logps(policy, held_out.prompts, held_out.rejected)
-    samples = sample_answers(policy, held_out.prompts, torch.Generator().manual_seed(seed + 2))
     return Evaluation(
         r_chosen=pc - held_out.ref_chosen,
         r_rejected=pr - held_out.ref_rejected,
         margins=pc - pr,
         ref_margins=held_out.ref_chosen - held_out.ref_rejected,
-        task_score=score(held_out.prompts, samples).mean().item(),
+        task_score=task_score(policy, held_out.prompts, seed),
     )
+
+
+def task_score(policy: TinyLM, prompts: Tensor, seed: int) -> float:
+    """The hidden rule's mean score over answers the policy samples for ``prompts``."""
+    samples = sample_answers(policy, prompts, torch.Generator().manual_seed(seed + 2))
+    return score(prompts, samples).mean().item()
 
 
 COLUMNS = (
@@ -213,7 +218,7 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
 
     policies = {name: train(start, train_pairs, name, args, progress) for name in LOSSES}
     evaluations = {name: evaluate(policy, held_out, args.seed) for name, policy in policies.items()}
-    reference_score = evaluate(start, held_out, args.seed).task_score
+    reference_score = task_score(start, held_out.prompts, args.seed)
     rows = {"reference": {"task_score": reference_score}} | {n: e.row() for n, e in evaluations.items()}
 
     print(f"\nheld-out metrics ({args.held_out} pairs; rewards are log pi/pi_ref, beta={args.beta}):")
@@ -273,7 +278,7 @@ def _progress(items: range, label: str, enabled: bool) -> Iterator[int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The demo's options (shared by ``python -m aot_loss demo``)."""
+    """The demo's options (``python -m aot_loss demo``)."""
     parser.add_argument("--steps", type=int, default=300, help="optimiser steps per method (default 300)")
     parser.add_argument("--batch", type=int, default=64, help="pairs per step (default 64)")
     parser.add_argument("--pairs", type=int, default=4096, help="training pairs (default 4096)")
@@ -292,19 +297,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
-    """Parse the demo's options and run it."""
-    parser = argparse.ArgumentParser(
-        prog="python -m aot_loss demo",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    return run(_checked(parser, args))
-
-
-def _checked(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """Apply ``--quick`` and reject sizes below 1 and non-positive rates (exits with 2)."""
     if args.quick:
         args.steps, args.pairs, args.held_out = 120, 1024, 256
     for name in ("steps", "batch", "pairs", "held_out"):

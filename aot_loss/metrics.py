@@ -21,8 +21,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ._coupling import Coupling, _cumulative_mass, couple_values
-from ._dominance import _check_custom_costs, as_dtype, compute_dtype
+from ._coupling import Coupling, _cumulative_mass, couple_values, integrate
+from ._dominance import _check_custom_costs, as_dtype, compute_dtype, upcast
 from ._sort import sort_values, stable_sort
 from ._validation import check_options, check_sample_pair, check_weights
 from .functional import Loss
@@ -64,9 +64,9 @@ def fsd_violation(
         >>> fsd_violation(torch.tensor([0.0, 2.0, 5.0, 6.0]), torch.tensor([1.0, 1.0, 3.0, 4.0]))
         tensor(0.2500)
     """
-    cells = _couple("u", u, "v", v, u_weights, v_weights)
+    cells = _couple(u, v, u_weights, v_weights)
     below = (cells.diff < 0).to(cells.diff.dtype)
-    return _integrate(torch.where(cells.diff.isnan(), cells.diff, below), cells.mass)
+    return integrate(torch.where(cells.diff.isnan(), cells.diff, below), cells.mass)
 
 
 def fsd_violation_ratio(
@@ -105,9 +105,9 @@ def fsd_violation_ratio(
         >>> fsd_violation_ratio(torch.tensor([0.0, 2.0, 5.0, 6.0]), torch.tensor([1.0, 1.0, 3.0, 4.0]))
         tensor(0.1667)
     """
-    cells = _couple("u", u, "v", v, u_weights, v_weights)
-    violation = _integrate(torch.relu(-cells.diff), cells.mass)
-    total = _integrate(cells.diff.abs(), cells.mass)
+    cells = _couple(u, v, u_weights, v_weights)
+    violation = integrate(torch.relu(-cells.diff), cells.mass)
+    total = integrate(cells.diff.abs(), cells.mass)
     # Only an exact zero total is 0/0; a NaN total (NaN samples) stays NaN.
     return torch.where(total == 0, torch.zeros_like(total), violation / total)
 
@@ -156,11 +156,11 @@ def ot_violation(
         tensor(0.5000)
     """
     options = check_options(loss, beta, label_smoothing, "mean", False)
-    cells = _couple("u", u, "v", v, u_weights, v_weights)
+    cells = _couple(u, v, u_weights, v_weights)
     costs = options.cost(cells.diff)
     if options.custom_cost:
         _check_custom_costs(costs, cells.diff)
-    return _integrate(costs, cells.mass)
+    return integrate(costs, cells.mass)
 
 
 class QuantileCurves(NamedTuple):
@@ -226,23 +226,12 @@ def quantile_curves(
     return QuantileCurves(t, _quantiles(u, u_weights, t), _quantiles(v, v_weights, t))
 
 
-def _couple(u_name: str, u: object, v_name: str, v: object, u_weights: object, v_weights: object) -> Coupling:
-    """Validate a pair of samples and their weights and couple them without autograd."""
-    u, v = check_sample_pair(u_name, u, v_name, v)
-    uw = check_weights(f"{u_name}_weights", u_weights, u, u_name)
-    vw = check_weights(f"{v_name}_weights", v_weights, v, v_name)
-    dtype = compute_dtype(u, v)
-    return couple_values(
-        as_dtype(u, dtype),
-        as_dtype(v, dtype),
-        None if uw is None else as_dtype(uw, dtype),
-        None if vw is None else as_dtype(vw, dtype),
-    )
-
-
-def _integrate(values: Tensor, mass: Tensor | None) -> Tensor:
-    """sum_k mass_k * values_k per row; uniform 1/K when ``mass`` is None."""
-    return values.mean(-1) if mass is None else (values * mass).sum(-1)
+def _couple(u: object, v: object, u_weights: object, v_weights: object) -> Coupling:
+    """Validate samples ``u``, ``v`` and their weights and couple them without autograd."""
+    u, v = check_sample_pair("u", u, "v", v)
+    uw = check_weights("u_weights", u_weights, u, "u")
+    vw = check_weights("v_weights", v_weights, v, "v")
+    return couple_values(*upcast(u, v, uw, vw))
 
 
 def _check_grid(grid: object, device: torch.device) -> Tensor:
