@@ -9,5 +9,6 @@ from . import metrics
 from ._version import __version__
 from .functional import paired, unpaired
 from .modules import PairedAOTLoss, UnpairedAOTLoss
+from .sorting import soft_sort
 
-__all__ = ["PairedAOTLoss", "UnpairedAOTLoss", "__version__", "metrics", "paired", "unpaired"]
+__all__ = ["PairedAOTLoss", "UnpairedAOTLoss", "__version__", "metrics", "paired", "soft_sort", "unpaired"]

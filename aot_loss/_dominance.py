@@ -11,7 +11,7 @@ from typing import cast
 import torch
 from torch import Tensor
 
-from . import _ops
+from . import _dominance_op
 from ._backend import use_native
 from ._coupling import Coupling, couple, integrate
 from ._validation import Options
@@ -65,7 +65,7 @@ def _native_cost(
 ) -> Tensor:
     """The fused op's per-row OT costs, reduced like :func:`_reduce` reduces the torch path."""
     name = cast(str, options.name)
-    cost = _ops.row_costs(u, v, u_weights, v_weights, name, options.beta, options.label_smoothing)
+    cost = _dominance_op.row_costs(u, v, u_weights, v_weights, name, options.beta, options.label_smoothing)
     if u.dim() == 2:
         return _reduce_rows(cost, options.reduction)
     if options.reduction == "mean":

@@ -1,6 +1,6 @@
 """Finds and loads the optional native library ``aot_loss/_C*.so``.
 
-The library only registers kernels for ops whose schemas ``_ops`` defines, so it is loaded
+The library only registers kernels for ops whose schemas ``_library`` defines, so it is loaded
 after them. It is optional by design: without it the status records why and every op runs
 its pure-torch default kernel. Nothing is compiled or printed here; a library that exists
 but fails to load is logged once as a warning. ``AOT_LOSS_DISABLE_NATIVE=1`` skips loading.

@@ -19,8 +19,8 @@ torchsort loses its float32 precision for long rows.
 
 The derivative of a block's outputs is the same for all of them: ``d o[i] / d z[j] =
 coef[j]`` for ``j`` in the block, with ``coef = 1 / L`` (L2) or the softmax of ``-z`` over
-the block (KL). The forward returns, per input element in sorted order, its block's first
-index and ``coef``, which is all the backward needs.
+the block (KL). The forward returns, per sorted position, its block's first index and the
+sort permutation, from which the backward rebuilds ``coef``.
 
 PAV is sequential; here it runs as rounds over all rows at once: each round pools every
 maximal run of blocks whose levels do not decrease (merges PAV would make, in a different
@@ -40,41 +40,53 @@ from ._sort import stable_sort
 REGULARIZATIONS = ("l2", "kl")
 
 
-def soft_sort_torch(x: Tensor, strength: float, regularization: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Soft sort of ``x`` along its last dim: ``(values, perm, block, coef)``.
+def soft_sort_torch(x: Tensor, strength: float, regularization: str) -> tuple[Tensor, Tensor]:
+    """Soft sort of ``x`` along its last dim: ``(values, state)``.
 
-    ``values`` are ascending soft-sorted values (dtype of ``x``); ``perm`` the stable sort
-    permutation (int64); ``block`` the first sorted index of each sorted position's block
-    (int64); ``coef`` its derivative weight (dtype of ``x``). All of shape ``x.shape``.
+    ``values`` are the ascending soft-sorted values (dtype of ``x``). ``state`` (int64) is
+    what the backward needs, packed into one tensor because every output of a native op
+    costs an allocation through the dispatcher (~2 us at small n): the first sorted index
+    of each sorted position's block in the high 32 bits, the stable sort permutation in
+    the low 32 bits. Both of shape ``x.shape``; rows must be shorter than 2**32.
     """
     n = x.shape[-1]
     z, perm = stable_sort(x.detach())
     if x.numel() == 0:
-        return z, perm, torch.zeros_like(perm), torch.ones_like(z)
-    work = torch.float32 if x.device.type == "mps" else torch.float64
-    rows = z.reshape(-1, n).to(work)
+        return z, perm
+    rows = z.reshape(-1, n).to(_work_dtype(x))
     block, stat, first, length = _pool(rows, 1.0 / strength, regularization)
-    values, coef = _outputs(rows, block, stat, first, length, 1.0 / strength, regularization)
-    shape = x.shape
-    return (
-        values.to(x.dtype).reshape(shape),
-        perm,
-        torch.remainder(first, n)[block].reshape(shape),
-        coef.to(x.dtype).reshape(shape),
-    )
+    values = _values(rows, block, stat, first, length, 1.0 / strength, regularization)
+    starts = torch.remainder(first, n)[block].reshape(x.shape)
+    return values.to(x.dtype).reshape(x.shape), (starts << 32) | perm
 
 
-def soft_sort_backward_torch(grad: Tensor, perm: Tensor, block: Tensor, coef: Tensor) -> Tensor:
-    """Gradient with respect to the unsorted input: ``coef`` times the block sums of
-    ``grad``, scattered back through ``perm``."""
+def soft_sort_backward_torch(grad: Tensor, x: Tensor, state: Tensor, regularization: str) -> Tensor:
+    """Gradient with respect to the unsorted input ``x``: per block, the sum of ``grad``
+    times each member's weight (``1 / L``, or the softmax of ``-z`` over the block),
+    scattered back through the permutation."""
     n = grad.shape[-1]
     if grad.numel() == 0:
         return torch.zeros_like(grad)
-    flat_block = (block.reshape(-1, n) + torch.arange(0, block.numel(), n, device=block.device)[:, None]).reshape(-1)
-    sums = torch.zeros(grad.numel(), dtype=grad.dtype, device=grad.device)
-    sums.index_add_(0, flat_block, grad.reshape(-1))
-    sorted_grad = (sums[flat_block] * coef.reshape(-1)).reshape(grad.shape)
+    perm = state & 0xFFFFFFFF
+    rows = torch.arange(0, state.numel(), n, device=state.device).reshape(state.shape[:-1] + (1,))
+    block = ((state >> 32) + rows).reshape(-1)  # flat block ids, unique across rows
+    work = _work_dtype(x)
+    sums = torch.zeros(grad.numel(), dtype=work, device=grad.device)
+    sums.index_add_(0, block, grad.reshape(-1).to(work))
+    if regularization == "l2":
+        counts = torch.zeros_like(sums).index_add_(0, block, torch.ones_like(sums))
+        sorted_grad = sums[block] / counts[block]
+    else:
+        logits = -x.detach().gather(-1, perm).reshape(-1).to(work)
+        lse = _merge(logits, block, grad.numel(), "kl")
+        sorted_grad = sums[block] * torch.exp(logits - lse[block])
+    sorted_grad = sorted_grad.to(grad.dtype).reshape(grad.shape)
     return torch.zeros_like(sorted_grad).scatter_(-1, perm, sorted_grad)
+
+
+def _work_dtype(x: Tensor) -> torch.dtype:
+    """float64 for the pooling decisions and sums, except on MPS, which has no float64."""
+    return torch.float32 if x.device.type == "mps" else torch.float64
 
 
 def _log_span(length: Tensor, delta: float) -> Tensor:
@@ -190,20 +202,21 @@ def _merge(stat: Tensor, merged: Tensor, count: int, regularization: str) -> Ten
     return top + torch.log(total)
 
 
-def _outputs(
-    rows: Tensor, block: Tensor, stat: Tensor, first: Tensor, length: Tensor, delta: float, regularization: str
-) -> tuple[Tensor, Tensor]:
-    """Soft-sorted values and derivative weights of every element, from its block."""
+def _values(
+    rows: Tensor,
+    block: Tensor,
+    stat: Tensor,
+    first: Tensor,
+    length: Tensor,
+    delta: float,
+    regularization: str,
+) -> Tensor:
+    """Soft-sorted value of every element, from its block."""
     n = rows.shape[-1]
     z = rows.reshape(-1)
     offset = torch.remainder(torch.arange(z.numel(), device=z.device), n) - torch.remainder(first, n)[block]
     offset = offset.to(z.dtype)  # an int64 tensor times a float would give float32
     size = length[block]
     if regularization == "l2":
-        values = (stat / length)[block] + delta * (offset - (size - 1) / 2)
-        coef = 1.0 / size
-    else:
-        lse = stat[block]
-        values = _log_span(size, delta) - lse + delta * offset
-        coef = torch.exp(-z - lse)
-    return values, coef
+        return (stat / length)[block] + delta * (offset - (size - 1) / 2)
+    return _log_span(size, delta) - stat[block] + delta * offset

@@ -11,12 +11,11 @@ import platform
 
 import torch
 
-from . import _native, _ops  # noqa: F401  (_ops defines the operators and loads the library)
+from . import _dominance_op, _native, _soft_sort_op  # noqa: F401  (register the ops' kernels)
+from ._library import OPS
 from ._version import __version__
 
 __all__ = ["report"]
-
-_OPS = ("dominance",)
 
 
 def report() -> str:
@@ -45,7 +44,7 @@ def report() -> str:
     if not status.loaded:
         lines.append(f"  build it with: {_native.BUILD_COMMAND}")
     lines += ["", "operators, and the dispatch keys with a kernel:"]
-    for name in _OPS:
+    for name in OPS:
         has_kernel = torch._C._dispatch_has_kernel_for_dispatch_key
         keys = ["CompositeExplicitAutograd", "CPU", "CUDA", "Autograd"]
         served = [key for key in keys if has_kernel(f"aot_loss::{name}", key)]
@@ -56,9 +55,20 @@ def report() -> str:
         "backends:",
         "  torch: every device and floating dtype (float16/bfloat16 computed in float32)",
         f"  native: {native_devices}; float32 and float64 (half precision upcast first)",
+        f"  native soft sort: {', '.join(_soft_sort_op.native_devices()) or 'none'}",
+        f"  torchsort (soft sort only): {_torchsort_version()}",
         '  "auto" uses native where it serves the call, torch elsewhere',
     ]
     return "\n".join(lines)
+
+
+def _torchsort_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return f"installed ({version('torchsort')})"
+    except Exception:  # PackageNotFoundError, or broken metadata
+        return "not installed"
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-// CPU binding of aot_loss::dominance (schema in aot_loss/_ops.py): unpacks tensors and runs
+// CPU binding of aot_loss::dominance (schema in aot_loss/_library.py): unpacks tensors and runs
 // the torch-free kernel in kernels/dominance.h. LibTorch stable ABI only, so one build
 // serves every torch >= 2.10.
 #include <torch/csrc/stable/library.h>
@@ -14,6 +14,7 @@
 #include <tuple>
 #include <vector>
 
+#include "binding_utils.h"
 #include "kernels/dominance.h"
 
 namespace {
@@ -21,18 +22,11 @@ namespace {
 using torch::headeronly::ScalarType;
 using torch::stable::Tensor;
 namespace k = aot_loss::kernels;
-
-struct StableParallelFor {
-  template <typename F>
-  void operator()(int64_t begin, int64_t end, int64_t grain, const F& f) const {
-    torch::stable::parallel_for(begin, end, grain, f);
-  }
-};
-
-std::vector<int64_t> shape_of(const Tensor& t) {
-  const auto sizes = t.sizes();
-  return std::vector<int64_t>(sizes.begin(), sizes.end());
-}
+using aot_loss::binding::as_contiguous;
+using aot_loss::binding::dtype_code;
+using aot_loss::binding::empty_cpu;
+using aot_loss::binding::shape_of;
+using aot_loss::binding::StableParallelFor;
 
 void check_operand(const Tensor& t, const Tensor& u, const char* name) {
   STD_TORCH_CHECK(t.is_cpu(), "aot_loss::dominance: ", name, " must be a CPU tensor");
@@ -40,11 +34,6 @@ void check_operand(const Tensor& t, const Tensor& u, const char* name) {
                   " must have the dtype of u");
   STD_TORCH_CHECK(t.dim() == u.dim() && t.dim() >= 1, "aot_loss::dominance: ", name,
                   " must have the number of dimensions of u (>= 1)");
-}
-
-// Skips the dispatcher round trip of contiguous() in the common, already-contiguous case.
-Tensor as_contiguous(const Tensor& t) {
-  return t.is_contiguous() ? t : torch::stable::contiguous(t);
 }
 
 template <typename T>
@@ -92,9 +81,10 @@ std::tuple<Tensor, Tensor, Tensor> dominance_cpu(Tensor u, Tensor v, std::option
   }
   std::vector<int64_t> row_shape = shape_of(u);
   row_shape.pop_back();
-  Tensor cost = torch::stable::new_empty(u, row_shape);
-  Tensor grad_u = torch::stable::new_empty(u, need_grad ? shape_of(u) : std::vector<int64_t>{0});
-  Tensor grad_v = torch::stable::new_empty(v, need_grad ? shape_of(v) : std::vector<int64_t>{0});
+  const int32_t dtype = dtype_code(u);
+  Tensor cost = empty_cpu(row_shape, dtype);
+  Tensor grad_u = empty_cpu(need_grad ? shape_of(u) : std::vector<int64_t>{0}, dtype);
+  Tensor grad_v = empty_cpu(need_grad ? shape_of(v) : std::vector<int64_t>{0}, dtype);
   const k::CostParams params{cost_kind, beta, label_smoothing};
   Tensor* gu = need_grad ? &grad_u : nullptr;
   Tensor* gv = need_grad ? &grad_v : nullptr;

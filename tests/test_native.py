@@ -10,7 +10,7 @@ import torch
 from oracles import BUILTIN_COSTS
 
 import aot_loss
-from aot_loss import _native, _ops
+from aot_loss import _dominance_op, _native
 
 needs_native = pytest.mark.skipif(not _native.STATUS.loaded, reason=f"native library {_native.STATUS.reason}")
 f32, f64 = torch.float32, torch.float64
@@ -170,7 +170,7 @@ def test_composite_kernel_equals_the_torch_path(loss):
     """The op's default kernel (used wherever no native kernel is registered) is exact too."""
     u, v = torch.randn(4, 11, dtype=f64), torch.randn(4, 6, dtype=f64)
     wu = torch.rand(4, 11, dtype=f64)
-    cost, grad_u, grad_v = _ops._dominance_torch(u, v, wu, None, loss, 0.6, 0.0, True)
+    cost, grad_u, grad_v = _dominance_op._dominance_torch(u, v, wu, None, loss, 0.6, 0.0, True)
     a, b = u.clone().requires_grad_(), v.clone().requires_grad_()
     expected = aot_loss.unpaired(a, b, loss=loss, beta=0.6, pos_weights=wu, reduction="none", backend="torch")
     expected.sum().backward()

@@ -1,4 +1,4 @@
-"""The ``aot_loss::`` operators: schemas defined once, here, with their default kernels.
+"""The ``aot_loss::dominance`` op (schema in ``_library``): default kernel, fake, autograd.
 
 ``aot_loss::dominance(u, v, u_weights, v_weights, cost, beta, label_smoothing, need_grad)``
 returns ``(cost, grad_u, grad_v)``: the OT cost of each row (shape ``u.shape[:-1]``) and,
@@ -7,8 +7,7 @@ computed in the same pass (empty ``(0,)`` tensors otherwise). Its autograd formu
 those saved gradients by the incoming gradient, so the backward pass costs one multiply.
 
 The pure-torch implementation below is the default (CompositeExplicitAutograd) kernel, so
-the op exists on every device; the native library, loaded after these definitions,
-overrides it on the dispatch keys it serves (CPU, and CUDA when built for it). Gradients
+the op exists on every device; the native library overrides it on the dispatch keys it serves (CPU, and CUDA when built for it). Gradients
 with respect to the weights and double backward are not provided by this op: the public
 functions route such calls to the composite torch path (``backend="torch"``).
 """
@@ -18,15 +17,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import _native
 from ._costs import COSTS, SLOPES
 from ._coupling import cell_diff, plan
-
-_lib = torch.library.Library("aot_loss", "DEF")  # registrations live as long as this object
-_lib.define(
-    "dominance(Tensor u, Tensor v, Tensor? u_weights, Tensor? v_weights, str cost, float beta, "
-    "float label_smoothing, bool need_grad) -> (Tensor, Tensor, Tensor)"
-)
+from ._library import LIBRARY
 
 
 def _dominance_torch(
@@ -59,7 +52,7 @@ def _scatter_back(cell_grad: Tensor, cell_index: Tensor | None, perm: Tensor) ->
     return sorted_grad.new_zeros(perm.shape).scatter(-1, perm, sorted_grad)
 
 
-_lib.impl("dominance", _dominance_torch, "CompositeExplicitAutograd")
+LIBRARY.impl("dominance", _dominance_torch, "CompositeExplicitAutograd")
 
 
 @torch.library.register_fake("aot_loss::dominance")
@@ -112,9 +105,6 @@ def _scale_saved(
 
 torch.library.register_autograd("aot_loss::dominance", _dominance_backward, setup_context=_setup_context)
 dominance = torch.ops.aot_loss.dominance.default  # the overload: skips the packet's lookup
-
-# After the schemas: the library's kernels attach to them.
-_native.load()
 
 
 class _DominanceFunction(torch.autograd.Function):

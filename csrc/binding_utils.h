@@ -1,0 +1,58 @@
+// Helpers shared by the CPU bindings: the LibTorch stable ABI only, so one build serves
+// every torch >= 2.10.
+#pragma once
+
+#include <torch/csrc/inductor/aoti_torch/c/shim.h>
+#include <torch/csrc/stable/ops.h>
+#include <torch/csrc/stable/tensor.h>
+
+#include <torch/headeronly/util/Exception.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace aot_loss::binding {
+
+// at::parallel_for through the stable ABI, in the form the torch-free kernels take.
+struct StableParallelFor {
+  template <typename F>
+  void operator()(int64_t begin, int64_t end, int64_t grain, const F& f) const {
+    torch::stable::parallel_for(begin, end, grain, f);
+  }
+};
+
+inline std::vector<int64_t> shape_of(const torch::stable::Tensor& t) {
+  const auto sizes = t.sizes();
+  return std::vector<int64_t>(sizes.begin(), sizes.end());
+}
+
+// Skips the dispatcher round trip of contiguous() in the common, already-contiguous case.
+inline torch::stable::Tensor as_contiguous(const torch::stable::Tensor& t) {
+  return t.is_contiguous() ? t : torch::stable::contiguous(t);
+}
+
+// A contiguous CPU tensor straight from the C shim: torch::stable::new_empty goes through a
+// by-name dispatcher call that costs ~2 us, most of a small op's time. `dtype` is an AOTI
+// dtype code (aoti_torch_dtype_*()).
+inline torch::stable::Tensor empty_cpu(const std::vector<int64_t>& shape, int32_t dtype) {
+  std::vector<int64_t> strides(shape.size());
+  int64_t stride = 1;
+  for (size_t d = shape.size(); d-- > 0;) {
+    strides[d] = stride;
+    stride *= shape[d];
+  }
+  AtenTensorHandle handle = nullptr;
+  STD_TORCH_CHECK(aoti_torch_empty_strided(static_cast<int64_t>(shape.size()), shape.data(), strides.data(), dtype,
+                                           aoti_torch_device_type_cpu(), 0, &handle) == AOTI_TORCH_SUCCESS,
+                  "aot_loss: allocation failed");
+  return torch::stable::Tensor(handle);
+}
+
+// The AOTI dtype code of a tensor, for empty_cpu.
+inline int32_t dtype_code(const torch::stable::Tensor& t) {
+  int32_t dtype = 0;
+  STD_TORCH_CHECK(aoti_torch_get_dtype(t.get(), &dtype) == AOTI_TORCH_SUCCESS, "aot_loss: unknown dtype");
+  return dtype;
+}
+
+}  // namespace aot_loss::binding

@@ -1,0 +1,107 @@
+// CPU binding of aot_loss::soft_sort and aot_loss::soft_sort_backward (schemas in
+// aot_loss/_library.py): checks and unpacks tensors and runs the torch-free kernels in
+// kernels/soft_sort.h. LibTorch stable ABI only.
+#include <torch/csrc/stable/library.h>
+#include <torch/csrc/stable/ops.h>
+#include <torch/csrc/stable/tensor.h>
+#include <torch/headeronly/core/ScalarType.h>
+#include <torch/headeronly/util/Exception.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <tuple>
+
+#include "binding_utils.h"
+#include "kernels/soft_sort.h"
+
+namespace {
+
+using torch::headeronly::ScalarType;
+using torch::stable::Tensor;
+namespace k = aot_loss::kernels;
+using aot_loss::binding::as_contiguous;
+using aot_loss::binding::dtype_code;
+using aot_loss::binding::empty_cpu;
+using aot_loss::binding::shape_of;
+using aot_loss::binding::StableParallelFor;
+
+bool is_float(const Tensor& t) {
+  return t.scalar_type() == ScalarType::Float || t.scalar_type() == ScalarType::Double;
+}
+
+int64_t last_size(const Tensor& t) { return t.dim() == 0 ? 1 : t.size(t.dim() - 1); }
+
+template <typename T>
+void forward(const Tensor& x, double delta, bool kl, Tensor& values, Tensor& state) {
+  const int64_t n = last_size(x);
+  const k::SoftSortArgs<T> args{
+      static_cast<const T*>(x.const_data_ptr()), x.numel() / n, n, delta, kl,
+      static_cast<T*>(values.mutable_data_ptr()), static_cast<int64_t*>(state.mutable_data_ptr()),
+  };
+  k::soft_sort_forward<T>(args, StableParallelFor{});
+}
+
+void check_regularization(const std::string& regularization, const char* op) {
+  STD_TORCH_CHECK(regularization == "l2" || regularization == "kl", op,
+                  ": regularization must be 'l2' or 'kl', got '", regularization, "'");
+}
+
+std::tuple<Tensor, Tensor> soft_sort_cpu(Tensor x, double strength, std::string regularization) {
+  STD_TORCH_CHECK(x.is_cpu() && is_float(x), "aot_loss::soft_sort: the CPU kernel serves float32 and float64 CPU tensors");
+  check_regularization(regularization, "aot_loss::soft_sort");
+  STD_TORCH_CHECK(strength > 0 && std::isfinite(strength), "aot_loss::soft_sort: strength must be finite and > 0");
+  STD_TORCH_CHECK(last_size(x) < std::numeric_limits<uint32_t>::max(),
+                  "aot_loss::soft_sort: rows longer than 2^32 - 1 elements");
+  x = as_contiguous(x);
+  const auto shape = shape_of(x);
+  Tensor values = empty_cpu(shape, dtype_code(x));
+  Tensor state = empty_cpu(shape, aoti_torch_dtype_int64());
+  if (x.numel() > 0) {
+    const bool kl = regularization == "kl";
+    if (x.scalar_type() == ScalarType::Float) {
+      forward<float>(x, 1.0 / strength, kl, values, state);
+    } else {
+      forward<double>(x, 1.0 / strength, kl, values, state);
+    }
+  }
+  return {values, state};
+}
+
+template <typename T>
+void backward(const Tensor& grad, const Tensor& x, const Tensor& state, bool kl, Tensor& grad_x) {
+  const int64_t n = last_size(grad);
+  k::soft_sort_backward<T>(static_cast<const T*>(grad.const_data_ptr()), static_cast<const T*>(x.const_data_ptr()),
+                           static_cast<const int64_t*>(state.const_data_ptr()), kl, grad.numel() / n, n,
+                           static_cast<T*>(grad_x.mutable_data_ptr()), StableParallelFor{});
+}
+
+Tensor soft_sort_backward_cpu(Tensor grad, Tensor x, Tensor state, std::string regularization) {
+  STD_TORCH_CHECK(grad.is_cpu() && is_float(grad) && x.scalar_type() == grad.scalar_type(),
+                  "aot_loss::soft_sort_backward: the CPU kernel serves float32 and float64 CPU tensors");
+  STD_TORCH_CHECK(state.scalar_type() == ScalarType::Long, "aot_loss::soft_sort_backward: state must be int64");
+  check_regularization(regularization, "aot_loss::soft_sort_backward");
+  const auto shape = shape_of(grad);
+  STD_TORCH_CHECK(shape_of(x) == shape && shape_of(state) == shape,
+                  "aot_loss::soft_sort_backward: grad, x and state must have one shape");
+  grad = as_contiguous(grad);
+  x = as_contiguous(x);
+  state = as_contiguous(state);
+  Tensor grad_x = empty_cpu(shape, dtype_code(grad));
+  if (grad.numel() > 0) {
+    if (grad.scalar_type() == ScalarType::Float) {
+      backward<float>(grad, x, state, regularization == "kl", grad_x);
+    } else {
+      backward<double>(grad, x, state, regularization == "kl", grad_x);
+    }
+  }
+  return grad_x;
+}
+
+}  // namespace
+
+STABLE_TORCH_LIBRARY_IMPL(aot_loss, CPU, m) {
+  m.impl("soft_sort", TORCH_BOX(&soft_sort_cpu));
+  m.impl("soft_sort_backward", TORCH_BOX(&soft_sort_backward_cpu));
+}
