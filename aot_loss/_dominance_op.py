@@ -7,9 +7,10 @@ computed in the same pass (empty ``(0,)`` tensors otherwise). Its autograd formu
 those saved gradients by the incoming gradient, so the backward pass costs one multiply.
 
 The pure-torch implementation below is the default (CompositeExplicitAutograd) kernel, so
-the op exists on every device; the native library overrides it on the dispatch keys it serves (CPU, and CUDA when built for it). Gradients
-with respect to the weights and double backward are not provided by this op: the public
-functions route such calls to the composite torch path (``backend="torch"``).
+the op exists on every device; the native library overrides it on the dispatch keys it
+serves (CPU, and CUDA when built for it). Gradients with respect to the weights and double
+backward are not provided by this op: the public functions route such calls to the
+composite torch path (``backend="torch"``).
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ def soft_sort_backward_torch(grad: Tensor, x: Tensor, state: Tensor, regularizat
     if grad.numel() == 0:
         return torch.zeros_like(grad)
     perm = state & 0xFFFFFFFF
-    rows = torch.arange(0, state.numel(), n, device=state.device).reshape(state.shape[:-1] + (1,))
+    rows = torch.arange(0, state.numel(), n, device=state.device).reshape(*state.shape[:-1], 1)
     block = ((state >> 32) + rows).reshape(-1)  # flat block ids, unique across rows
     work = _work_dtype(x)
     sums = torch.zeros(grad.numel(), dtype=work, device=grad.device)

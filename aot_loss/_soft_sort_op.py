@@ -12,6 +12,7 @@ native library overrides both on CPU. Double backward is not provided.
 from __future__ import annotations
 
 import functools
+import importlib
 
 import torch
 from torch import Tensor
@@ -139,7 +140,7 @@ def _use_native(x: Tensor, backend: SoftSortBackend) -> bool:
 
 def _torchsort(x: Tensor, strength: float, regularization: str) -> Tensor:
     try:
-        import torchsort  # type: ignore[import-not-found]
+        torchsort = importlib.import_module("torchsort")  # optional, untyped
     except ImportError as exc:
         raise ImportError(
             f"backend='torchsort' needs the torchsort package, which is not installed ({exc}); "

@@ -6,7 +6,6 @@ import math
 import numbers
 from typing import Literal
 
-import torch
 from torch import Tensor
 
 from ._dominance import as_dtype, compute_dtype
@@ -91,9 +90,10 @@ def check_strength(name: str, strength: object) -> float:
     """A finite real number > 0."""
     if isinstance(strength, bool) or not isinstance(strength, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {strength!r} ({type(strength).__name__})")
-    if not (math.isfinite(strength) and strength > 0):
+    value = float(strength)
+    if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a finite number > 0, got {strength!r}")
-    return float(strength)
+    return value
 
 
 def check_soft_sort_backend(name: str, backend: object) -> None:
