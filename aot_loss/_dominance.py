@@ -14,6 +14,7 @@ from torch import Tensor
 from . import _dominance_op
 from ._backend import use_native
 from ._coupling import Coupling, couple, integrate
+from ._soft_sort_op import soft_sort_last
 from ._validation import Options
 
 
@@ -51,6 +52,9 @@ def dominance_cost(
     Inputs are validated (1-D, or 2-D rows with equal row counts) and share a device.
     """
     u, v, u_weights, v_weights = upcast(u, v, u_weights, v_weights)
+    if options.sort == "soft":  # the samples' soft order statistics; the coupling keeps their order
+        u = soft_sort_last(u, options.soft_strength, "l2", options.soft_backend)
+        v = soft_sort_last(v, options.soft_strength, "l2", options.soft_backend)
     if use_native(options, u, v, u_weights, v_weights):
         return _native_cost(u, v, u_weights, v_weights, options)
     coupling = couple(u, v, u_weights, v_weights)

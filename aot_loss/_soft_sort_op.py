@@ -20,8 +20,7 @@ from torch import Tensor
 from . import _native
 from ._library import LIBRARY
 from ._pav import soft_sort_backward_torch, soft_sort_torch
-
-SoftSortBackend = str  # "auto" | "torch" | "native" | "torchsort", checked by the caller
+from ._validation import SoftSortBackend
 
 LIBRARY.impl("soft_sort", soft_sort_torch, "CompositeExplicitAutograd")
 LIBRARY.impl("soft_sort_backward", soft_sort_backward_torch, "CompositeExplicitAutograd")

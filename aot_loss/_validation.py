@@ -24,6 +24,10 @@ Reduction = Literal["mean", "sum", "none"]
 REDUCTIONS = ("mean", "sum", "none")
 Backend = Literal["auto", "torch", "native"]
 BACKENDS = ("auto", "torch", "native")
+Sort = Literal["hard", "soft"]
+SORTS = ("hard", "soft")
+SoftSortBackend = Literal["auto", "torch", "native", "torchsort"]
+SOFT_SORT_BACKENDS = ("auto", "torch", "native", "torchsort")
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,9 @@ class Options:
     name: str | None = None  # built-in cost name; None for a callable
     beta: float = 0.0
     label_smoothing: float = 0.0
+    sort: Sort = "hard"
+    soft_strength: float = 0.1
+    soft_backend: SoftSortBackend = "auto"
 
 
 def check_options(
@@ -48,13 +55,16 @@ def check_options(
     reduction: object,
     check_finite: object,
     backend: object = "auto",
+    sort: object = "hard",
+    soft_strength: object = 0.1,
+    soft_backend: object = "auto",
 ) -> Options:
     """Validate the keyword options shared by every loss and bind the cost's parameters.
 
     The common case (a built-in cost and plain Python scalars) is memoised: validating the
     same options on every training step would otherwise cost ~10 us per call.
     """
-    args = (loss, beta, label_smoothing, reduction, check_finite, backend)
+    args = (loss, beta, label_smoothing, reduction, check_finite, backend, sort, soft_strength, soft_backend)
     # Dynamo traces through lru_cache (and warns); the options are constants there anyway.
     if all(type(a) in _CACHEABLE for a in args) and not torch.compiler.is_compiling():
         return _cached_options(*args)
@@ -76,6 +86,9 @@ def _check_options(
     reduction: object,
     check_finite: object,
     backend: object,
+    sort: object,
+    soft_strength: object,
+    soft_backend: object,
 ) -> Options:
     beta = _real("beta", beta)
     if not (math.isfinite(beta) and beta > 0):
@@ -90,6 +103,11 @@ def _check_options(
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     valid_reduction, valid_backend = cast(Reduction, reduction), cast(Backend, backend)
+    if sort not in SORTS:
+        raise ValueError(f"sort must be one of {SORTS}, got {sort!r}")
+    valid_sort = cast(Sort, sort)
+    strength = check_strength("soft_strength", soft_strength)
+    valid_soft_backend = check_soft_sort_backend("soft_backend", soft_backend)
     if isinstance(loss, str) and loss not in COSTS:
         raise ValueError(f"loss must be one of {tuple(COSTS)} or a callable, got {loss!r}")
     if label_smoothing and loss != "logistic":
@@ -98,10 +116,43 @@ def _check_options(
         )
     if isinstance(loss, str):
         cost: CostFn = partial(COSTS[loss], beta=beta, label_smoothing=label_smoothing)
-        return Options(cost, valid_reduction, check_finite, False, valid_backend, loss, beta, label_smoothing)
+        return Options(
+            cost, valid_reduction, check_finite, False, valid_backend, loss, beta, label_smoothing,
+            valid_sort, strength, valid_soft_backend,
+        )  # fmt: skip
     if callable(loss):
-        return Options(cast(CostFn, loss), valid_reduction, check_finite, True, valid_backend)
+        return Options(
+            cast(CostFn, loss), valid_reduction, check_finite, True, valid_backend,
+            sort=valid_sort, soft_strength=strength, soft_backend=valid_soft_backend,
+        )  # fmt: skip
     raise TypeError(f"loss must be a str in {tuple(COSTS)} or a callable, got {type(loss).__name__}")
+
+
+def check_strength(name: str, strength: object) -> float:
+    """A soft-sort strength: a finite real number > 0."""
+    value = _real(name, strength)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {strength!r}")
+    return value
+
+
+def check_soft_sort_backend(name: str, backend: object) -> SoftSortBackend:
+    """One of ``SOFT_SORT_BACKENDS``."""
+    if backend not in SOFT_SORT_BACKENDS:
+        raise ValueError(f"{name} must be one of {SOFT_SORT_BACKENDS}, got {backend!r}")
+    return cast(SoftSortBackend, backend)
+
+
+def check_no_soft_weights(options: Options, weights: Mapping[str, Tensor | None]) -> None:
+    """Soft sorting is defined for equally weighted samples only."""
+    if options.sort != "soft":
+        return
+    for name, w in weights.items():
+        if w is not None:
+            raise ValueError(
+                f"{name} cannot be used with sort='soft': the soft sort (a projection onto the "
+                "permutahedron) is defined for equally weighted samples; use sort='hard' with weights"
+            )
 
 
 def _real(name: str, value: object) -> float:

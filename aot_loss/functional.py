@@ -16,7 +16,10 @@ from ._validation import (
     Backend,
     Options,
     Reduction,
+    SoftSortBackend,
+    Sort,
     check_finite_values,
+    check_no_soft_weights,
     check_options,
     check_same_device,
     check_sample_pair,
@@ -41,6 +44,9 @@ def unpaired(
     reduction: Reduction = "mean",
     check_finite: bool = False,
     backend: Backend = "auto",
+    sort: Sort = "hard",
+    soft_strength: float = 0.1,
+    soft_backend: SoftSortBackend = "auto",
 ) -> Tensor:
     r"""Unpaired AOT: the rewards of chosen samples should dominate those of rejected ones.
 
@@ -85,6 +91,17 @@ def unpaired(
             serves the call, else the composite torch path; `"torch"` forces the torch path;
             `"native"` forces the op and raises if it cannot serve the call. Both give the
             same values and gradients; see *Backends* below.
+        sort: `"hard"` (default): the exact order statistics, TRL's `"hard_sort"`.
+            `"soft"`: each sample is first soft-sorted ([`soft_sort`][aot_loss.soft_sort],
+            L2, as the paper's runs with torchsort), so the gradient also flows through the
+            sorting. Unequal sizes are coupled on the merged grid of the two soft-sorted
+            samples; weights are refused (the soft sort is defined for equally weighted
+            samples).
+        soft_strength: the soft sort's strength ($> 0$, default 0.1, the paper's): sorted
+            rewards more than $1/\text{soft\_strength}$ apart are pooled and spread that far
+            apart. Used with `sort="soft"` only.
+        soft_backend: the soft sort's backend: `"auto"`, `"torch"`, `"native"` or
+            `"torchsort"`, as in [`soft_sort`][aot_loss.soft_sort].
 
     Returns:
         The loss. Its dtype is the computation dtype: float32 for float16, bfloat16 and
@@ -122,7 +139,9 @@ def unpaired(
         >>> aot_loss.unpaired(r_pos, r_neg, loss="hinge", beta=0.5, reduction="none")
         tensor([0., 0., 0.])
     """
-    options = check_options(loss, beta, label_smoothing, reduction, check_finite, backend)
+    options = check_options(
+        loss, beta, label_smoothing, reduction, check_finite, backend, sort, soft_strength, soft_backend
+    )
     return _unpaired(r_pos, r_neg, pos_weights, neg_weights, options)
 
 
@@ -133,6 +152,7 @@ def _unpaired(
     check_sample_pair("r_pos", r_pos, "r_neg", r_neg)
     pos_weights = check_weights("pos_weights", pos_weights, r_pos, "r_pos")
     neg_weights = check_weights("neg_weights", neg_weights, r_neg, "r_neg")
+    check_no_soft_weights(options, {"pos_weights": pos_weights, "neg_weights": neg_weights})
     if options.check_finite:
         check_finite_values({"r_pos": r_pos, "r_neg": r_neg})
     return dominance_cost(r_pos, r_neg, pos_weights, neg_weights, options)
@@ -151,6 +171,9 @@ def paired(
     reduction: Reduction = "mean",
     check_finite: bool = False,
     backend: Backend = "auto",
+    sort: Sort = "hard",
+    soft_strength: float = 0.1,
+    soft_backend: SoftSortBackend = "auto",
 ) -> Tensor:
     r"""Paired AOT: the policy's chosen-vs-rejected margins should dominate the reference's.
 
@@ -181,6 +204,10 @@ def paired(
         reduction: `"mean"`, `"sum"` or `"none"`, as in [`unpaired`][aot_loss.unpaired].
         check_finite: raise `ValueError` if an input is NaN or infinite (synchronises).
         backend: `"auto"`, `"torch"` or `"native"`, as in [`unpaired`][aot_loss.unpaired].
+        sort: `"hard"` or `"soft"` (soft-sorts U and V before coupling them), as in
+            [`unpaired`][aot_loss.unpaired]; `weights` are refused with `"soft"`.
+        soft_strength: the soft sort's strength, default 0.1 (the paper's).
+        soft_backend: the soft sort's backend, as in [`soft_sort`][aot_loss.soft_sort].
 
     Returns:
         The loss, in float32 for float16/bfloat16/float32 inputs and float64 for float64.
@@ -206,7 +233,9 @@ def paired(
         >>> round(loss.item(), 4)
         0.6477
     """
-    options = check_options(loss, beta, label_smoothing, reduction, check_finite, backend)
+    options = check_options(
+        loss, beta, label_smoothing, reduction, check_finite, backend, sort, soft_strength, soft_backend
+    )
     return _paired(
         policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, weights, options
     )
@@ -234,6 +263,7 @@ def _paired(
         raise ValueError(f"paired inputs must all have the same shape, got {shapes}")
     check_same_device(inputs)
     weights = check_weights("weights", weights, policy_chosen_logps, "policy_chosen_logps")
+    check_no_soft_weights(options, {"weights": weights})
     if options.check_finite:
         check_finite_values(inputs)
     dtype = compute_dtype(*inputs.values())  # subtract after the upcast, not in half precision

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ._validation import Backend, Reduction, check_options
+from ._validation import Backend, Reduction, SoftSortBackend, Sort, check_options
 from .functional import Loss, _paired, _unpaired
 
 __all__ = ["PairedAOTLoss", "UnpairedAOTLoss"]
@@ -22,11 +22,17 @@ class _AOTLoss(nn.Module):
         reduction: Reduction = "mean",
         check_finite: bool = False,
         backend: Backend = "auto",
+        sort: Sort = "hard",
+        soft_strength: float = 0.1,
+        soft_backend: SoftSortBackend = "auto",
     ) -> None:
         super().__init__()
-        self._options = check_options(loss, beta, label_smoothing, reduction, check_finite, backend)
+        self._options = check_options(
+            loss, beta, label_smoothing, reduction, check_finite, backend, sort, soft_strength, soft_backend
+        )
         self.loss, self.beta, self.label_smoothing = loss, beta, label_smoothing
         self.reduction, self.check_finite, self.backend = reduction, check_finite, backend
+        self.sort, self.soft_strength, self.soft_backend = sort, soft_strength, soft_backend
 
     def extra_repr(self) -> str:
         loss = self.loss if isinstance(self.loss, str) else getattr(self.loss, "__name__", "callable")
@@ -35,6 +41,10 @@ class _AOTLoss(nn.Module):
             text += f", label_smoothing={self.label_smoothing}"
         if self.backend != "auto":
             text += f", backend={self.backend!r}"
+        if self.sort == "soft":
+            text += f", sort='soft', soft_strength={self.soft_strength}"
+            if self.soft_backend != "auto":
+                text += f", soft_backend={self.soft_backend!r}"
         return text
 
 
@@ -46,10 +56,10 @@ class UnpairedAOTLoss(_AOTLoss):
     \mathcal{L} = \int_0^1 h\big(Q_{r^+}(t) - Q_{r^-}(t)\big)\,dt
     $$
 
-    The options (`loss`, `beta`, `label_smoothing`, `reduction`, `check_finite`, `backend`) are given to
-    the constructor, validated once, and mean what they mean for the function; the
-    per-batch masses `pos_weights`/`neg_weights` are given to `forward`. Results are identical
-    to the function's.
+    The options (`loss`, `beta`, `label_smoothing`, `reduction`, `check_finite`, `backend`,
+    `sort`, `soft_strength`, `soft_backend`) are given to the constructor, validated once,
+    and mean what they mean for the function; the per-batch masses `pos_weights`/`neg_weights`
+    are given to `forward`. Results are identical to the function's.
 
     Shape:
         - `r_pos`: $(n,)$ or $(G, n)$; `r_neg`: $(m,)$ or $(G, m)$.

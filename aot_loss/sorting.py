@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Literal
 
 from torch import Tensor
@@ -11,11 +9,9 @@ from torch import Tensor
 from ._dominance import as_dtype, compute_dtype
 from ._pav import REGULARIZATIONS
 from ._soft_sort_op import soft_sort_last
+from ._validation import SoftSortBackend, check_soft_sort_backend, check_strength
 
 __all__ = ["SoftSortBackend", "soft_sort"]
-
-SoftSortBackend = Literal["auto", "torch", "native", "torchsort"]
-SOFT_SORT_BACKENDS = ("auto", "torch", "native", "torchsort")
 
 
 def soft_sort(
@@ -84,22 +80,6 @@ def soft_sort(
     values = soft_sort_last(as_dtype(work, compute_dtype(x)), float(strength), regularization, backend)
     values = as_dtype(values, x.dtype)
     return values if last else values.movedim(-1, dim)
-
-
-def check_strength(name: str, strength: object) -> float:
-    """A finite real number > 0."""
-    if isinstance(strength, bool) or not isinstance(strength, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {strength!r} ({type(strength).__name__})")
-    value = float(strength)
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {strength!r}")
-    return value
-
-
-def check_soft_sort_backend(name: str, backend: object) -> None:
-    """One of :data:`SOFT_SORT_BACKENDS`."""
-    if backend not in SOFT_SORT_BACKENDS:
-        raise ValueError(f"{name} must be one of {SOFT_SORT_BACKENDS}, got {backend!r}")
 
 
 def check_soft_sort_args(
