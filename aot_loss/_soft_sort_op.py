@@ -11,7 +11,6 @@ native library overrides both on CPU. Double backward is not provided.
 
 from __future__ import annotations
 
-import functools
 import importlib
 
 import torch
@@ -111,14 +110,20 @@ def soft_sort_last(x: Tensor, strength: float, regularization: str, backend: Sof
     return (_forward_op if native else soft_sort_torch)(x, strength, regularization)[0]
 
 
-@functools.cache  # the library is loaded once, at import
 def native_devices() -> tuple[str, ...]:
     """Device types with a native soft-sort kernel (none when the library is not loaded or
     was built before soft sort existed)."""
+    return _NATIVE_DEVICES
+
+
+def _find_native_devices() -> tuple[str, ...]:
     if not _native.STATUS.loaded:
         return ()
     has_kernel = torch._C._dispatch_has_kernel_for_dispatch_key
     return tuple(d for d in _native.STATUS.devices if has_kernel("aot_loss::soft_sort", d.upper()))
+
+
+_NATIVE_DEVICES = _find_native_devices()  # the library was loaded once, by _library
 
 
 def _use_native(x: Tensor, backend: SoftSortBackend) -> bool:

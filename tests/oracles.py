@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -130,3 +131,36 @@ def dpo_loss(pc, pr, rc, rr, beta: float, label_smoothing: float = 0.0) -> torch
     """(c)DPO per-pair losses: -log sigmoid(beta * ((pc - rc) - (pr - rr)))."""
     logits = (pc - rc) - (pr - rr)
     return _trl_losses(logits, beta, label_smoothing)
+
+
+def soft_sort_oracle(x, strength, regularization="l2"):
+    """torchsort's soft sort re-typed from its definition (Blondel et al. 2020), in Python
+    floats: the dual isotonic problem on y = w - s with w_i = (n - i) / strength and
+    s = -x sorted descending, solved by a textbook stack PAV; output w - sol, negated back
+    to ascending. L2: argmin_{v decreasing} ||v - y||^2 (blocks take the mean of y); KL:
+    argmin_{v decreasing} <exp(y - v), 1> + <exp(s), v> (blocks take lse(w) - lse(s))."""
+    values = [float(t) for t in np.asarray(x, dtype=np.float64).ravel()]
+    n = len(values)
+    s = sorted((-t for t in values), reverse=True)
+    w = [(n - i) / strength for i in range(n)]
+
+    def lse(terms):
+        top = max(terms)
+        return top + math.log(sum(math.exp(t - top) for t in terms))
+
+    def value(block):
+        if regularization == "l2":
+            return sum(w[i] - s[i] for i in block) / len(block)
+        return lse([w[i] for i in block]) - lse([s[i] for i in block])
+
+    stack = []
+    for i in range(n):
+        stack.append([i])
+        while len(stack) > 1 and value(stack[-2]) <= value(stack[-1]):
+            right = stack.pop()
+            stack[-1] += right
+    sol = [0.0] * n
+    for block in stack:
+        for i in block:
+            sol[i] = value(block)
+    return np.array([sol[i] - w[i] for i in range(n)])  # torchsort: sign * (w - sol), sign = -1

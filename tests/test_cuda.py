@@ -83,3 +83,27 @@ def test_cuda_metrics_match_cpu(weighted):
     gpu_curves = metrics.quantile_curves(u.cuda(), v.cuda(), 77, **gpu_kw)
     for got, expected in zip(gpu_curves, metrics.quantile_curves(u, v, 77, **kw), strict=True):
         torch.testing.assert_close(got.cpu(), expected)
+
+
+@pytest.mark.parametrize("regularization", ["l2", "kl"])
+@pytest.mark.parametrize("shape", [(64,), (3, 1000), (100000,)])
+def test_cuda_soft_sort_matches_cpu(shape, regularization):
+    x = (torch.randn(*shape, dtype=torch.float64) * 20).requires_grad_()
+    (cpu, cpu_grads), (gpu, gpu_grads) = _both(
+        lambda t: (
+            aot_loss.soft_sort(t, strength=0.1, regularization=regularization)
+            * torch.arange(t.shape[-1], device=t.device)
+        ),
+        x,
+    )
+    torch.testing.assert_close(gpu, cpu)
+    torch.testing.assert_close(gpu_grads[0], cpu_grads[0])
+
+
+def test_cuda_soft_loss_matches_cpu():
+    u, v = torch.randn(256, requires_grad=True), torch.randn(256)
+    (cpu, cpu_grads), (gpu, gpu_grads) = _both(
+        lambda a, b: aot_loss.unpaired(a * 30, b * 30, beta=0.1, sort="soft"), u, v
+    )
+    torch.testing.assert_close(gpu, cpu)
+    torch.testing.assert_close(gpu_grads[0], cpu_grads[0])

@@ -231,6 +231,71 @@ CASES = [
         ValueError,
         r"u_weights must have the shape of u \(4,\), got \(3,\)",
     ),
+    # soft sort, and the losses' soft-sort options
+    (lambda: aot_loss.soft_sort([1.0, 2.0]), TypeError, "x must be a torch.Tensor, got list"),
+    (
+        lambda: aot_loss.soft_sort(torch.arange(4)),
+        TypeError,
+        "x must be a floating-point tensor, got dtype torch.int64",
+    ),
+    (lambda: aot_loss.soft_sort(torch.tensor(1.0)), ValueError, "x must have at least one dimension"),
+    (
+        lambda: aot_loss.soft_sort(x, strength=0.0),
+        ValueError,
+        "strength must be a finite number > 0, got 0.0",
+    ),
+    (lambda: aot_loss.soft_sort(x, strength=-1), ValueError, "strength must be a finite number > 0, got -1"),
+    (
+        lambda: aot_loss.soft_sort(x, strength=float("inf")),
+        ValueError,
+        "strength must be a finite number > 0, got inf",
+    ),
+    (
+        lambda: aot_loss.soft_sort(x, strength=float("nan")),
+        ValueError,
+        "strength must be a finite number > 0, got nan",
+    ),
+    (lambda: aot_loss.soft_sort(x, strength="0.1"), TypeError, "strength must be a real number, got '0.1'"),
+    (lambda: aot_loss.soft_sort(x, strength=True), TypeError, "strength must be a real number, got True"),
+    (
+        lambda: aot_loss.soft_sort(x, regularization="entropic"),
+        ValueError,
+        r"regularization must be one of \('l2', 'kl'\), got 'entropic'",
+    ),
+    (
+        lambda: aot_loss.soft_sort(x, dim=1),
+        ValueError,
+        r"dim must be in \[-1, 1\) for x of shape \(4,\), got 1",
+    ),
+    (lambda: aot_loss.soft_sort(x, dim=0.0), TypeError, "dim must be an int, got 0.0"),
+    (
+        lambda: aot_loss.soft_sort(x, backend="cuda"),
+        ValueError,
+        "backend must be one of .*'torchsort'.*got 'cuda'",
+    ),
+    (lambda: unpaired(sort="quick"), ValueError, r"sort must be one of \('hard', 'soft'\), got 'quick'"),
+    (
+        lambda: unpaired(sort="soft", soft_strength=0),
+        ValueError,
+        "soft_strength must be a finite number > 0, got 0",
+    ),
+    (lambda: paired(soft_strength=None), TypeError, "soft_strength must be a real number, got None"),
+    (
+        lambda: unpaired(sort="soft", soft_backend="numpy"),
+        ValueError,
+        "soft_backend must be one of .*got 'numpy'",
+    ),
+    (
+        lambda: unpaired(sort="soft", neg_weights=torch.ones(4)),
+        ValueError,
+        "neg_weights cannot be used with sort='soft'",
+    ),
+    (
+        lambda: paired(sort="soft", weights=torch.ones(4)),
+        ValueError,
+        "weights cannot be used with sort='soft'",
+    ),
+    (lambda: aot_loss.UnpairedAOTLoss(sort="Soft"), ValueError, "sort must be one of"),
 ]
 
 
