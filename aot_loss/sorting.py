@@ -52,7 +52,9 @@ def soft_sort(
         dim: the dimension to sort along.
         backend: `"auto"` (the native CPU kernel when built, the torch kernel elsewhere),
             `"torch"`, `"native"` (raises if it cannot serve `x`) or `"torchsort"` (needs the
-            torchsort package; see the install recipe in the soft-sort docs).
+            torchsort package; see the install recipe in the soft-sort docs). Under
+            `torch.compile` the op runs the kernel registered for the device (native on CPU
+            when built), whatever `"auto"`/`"torch"`/`"native"` says.
 
     Returns:
         The soft-sorted values, ascending along `dim`, with the shape and dtype of `x`.
@@ -63,8 +65,9 @@ def soft_sort(
 
     NaN and infinity:
         NaN sorts last (as in `torch.sort`), stays NaN and leaves the other values as if
-        it were absent. An infinite value pools with its neighbours and makes their
-        values infinite or NaN.
+        it were absent. An infinite value is more than any spacing away from the others,
+        so it pools the whole row into one block: every value of the row becomes that
+        infinity (NaN if both signs occur).
 
     Example:
         >>> import torch, aot_loss

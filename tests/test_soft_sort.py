@@ -236,6 +236,15 @@ def test_nan_sorts_last_and_leaves_the_rest():
     torch.testing.assert_close(out[:-1], aot_loss.soft_sort(x[~torch.isnan(x)], strength=0.5))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_infinity_pools_the_whole_row(backend):
+    inf = float("inf")
+    for x, expected in (([1.0, inf, 0.0], inf), ([1.0, -inf, 0.0], -inf)):
+        out = aot_loss.soft_sort(torch.tensor(x), strength=0.5, backend=backend)
+        assert torch.equal(out, torch.full((3,), expected))
+    assert torch.isnan(aot_loss.soft_sort(torch.tensor([inf, 0.0, -inf]), backend=backend)).all()
+
+
 def test_double_backward_is_refused():
     x = torch.randn(6, dtype=torch.float64, requires_grad=True)
     y = aot_loss.soft_sort(x, strength=0.5)
