@@ -12,6 +12,7 @@ native library overrides both on CPU. Double backward is not provided.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -44,52 +45,46 @@ def _setup_context(ctx: torch.autograd.function.FunctionCtx, inputs: tuple, outp
 
 
 def _backward(ctx: torch.autograd.function.FunctionCtx, grad_values: Tensor, _grad_state: Tensor) -> tuple:
+    return _grad_x(_backward_op, ctx, grad_values), None, None
+
+
+def _grad_x(kernel: Callable[..., Tensor], ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> Tensor:
+    """The gradient with respect to ``x`` from what the forward saved, by ``kernel``."""
     x, state = ctx.saved_tensors  # type: ignore[attr-defined]
-    return _backward_op(grad_values.contiguous(), x, state, ctx.regularization), None, None  # type: ignore[attr-defined]
+    return kernel(grad.contiguous(), x, state, ctx.regularization)  # type: ignore[attr-defined]
 
 
 torch.library.register_autograd("aot_loss::soft_sort", _backward, setup_context=_setup_context)
 
 
-class _NativeSoftSort(torch.autograd.Function):
-    """The op's autograd formula applied without the generic wrapper of
-    ``register_autograd``, which costs ~40 us per call in torch 2.13 (the op's kernels run
-    below autograd: native where loaded)."""
+def _function(
+    forward_kernel: Callable[..., tuple[Tensor, Tensor]], backward_kernel: Callable[..., Tensor]
+) -> type[torch.autograd.Function]:
+    """The op's autograd formula as an ``autograd.Function`` over the given kernels, applied
+    in eager mode without the generic wrapper of ``register_autograd``, which costs ~40 us
+    per call in torch 2.13."""
 
-    @staticmethod
-    def forward(
-        ctx: torch.autograd.function.FunctionCtx, x: Tensor, strength: float, regularization: str
-    ) -> Tensor:
-        with torch._C._AutoDispatchBelowAutograd():
-            values, state = _forward_op(x, strength, regularization)
-        ctx.save_for_backward(x, state)
-        ctx.regularization = regularization  # type: ignore[attr-defined]
-        return values
+    class SoftSort(torch.autograd.Function):
+        @staticmethod
+        def forward(
+            ctx: torch.autograd.function.FunctionCtx, x: Tensor, strength: float, regularization: str
+        ) -> Tensor:
+            with torch._C._AutoDispatchBelowAutograd():  # skips the op's Python autograd kernel
+                values, state = forward_kernel(x, strength, regularization)
+            ctx.save_for_backward(x, state)
+            ctx.regularization = regularization  # type: ignore[attr-defined]
+            return values
 
-    @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:
-        _no_double_backward()
-        x, state = ctx.saved_tensors  # type: ignore[attr-defined]
-        return _backward_op(grad.contiguous(), x, state, ctx.regularization), None, None  # type: ignore[attr-defined]
+        @staticmethod
+        def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:
+            _no_double_backward()
+            return _grad_x(backward_kernel, ctx, grad), None, None
+
+    return SoftSort
 
 
-class _TorchSoftSort(torch.autograd.Function):
-    """The same formula with the reference kernels called directly (``backend="torch"``)."""
-
-    @staticmethod
-    def forward(
-        ctx: torch.autograd.function.FunctionCtx, x: Tensor, strength: float, regularization: str
-    ) -> Tensor:
-        values, state = soft_sort_torch(x, strength, regularization)
-        ctx.save_for_backward(x, state)
-        ctx.regularization = regularization  # type: ignore[attr-defined]
-        return values
-
-    @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:
-        _no_double_backward()
-        x, state = ctx.saved_tensors  # type: ignore[attr-defined]
-        return soft_sort_backward_torch(grad, x, state, ctx.regularization), None, None  # type: ignore[attr-defined]
+_NativeSoftSort = _function(_forward_op, _backward_op)  # through the dispatcher: native where loaded
+_TorchSoftSort = _function(soft_sort_torch, soft_sort_backward_torch)  # the reference, called directly
 
 
 def _no_double_backward() -> None:
