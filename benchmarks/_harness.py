@@ -6,6 +6,7 @@ Every figure is compared with a baseline measured in the same run; results are a
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import platform
@@ -21,6 +22,19 @@ from torch.utils.benchmark import Timer
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "tests"))  # baselines are imported from tests/oracles.py
+
+
+def bench_parser(doc: str, quick_help: str) -> argparse.ArgumentParser:
+    """The options every benchmark takes: ``--quick`` (a smoke run) and ``--out``."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
+    return parser
+
+
+def results_dir(args: argparse.Namespace) -> Path:
+    """``--out``, else a scratch folder for a quick run, else ``benchmarks/results``."""
+    return args.out or (Path("/tmp/aot_loss_bench") if args.quick else RESULTS)
 
 
 def git_sha() -> str:

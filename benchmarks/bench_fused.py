@@ -12,12 +12,11 @@ Goals (ratio = TRL formula time / provider time, same run):
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from _harness import RESULTS, append_results, fmt_time, time_calls, time_calls_cuda
+from _harness import RESULTS, append_results, bench_parser, fmt_time, time_calls, time_calls_cuda
 from oracles import trl_aot_logratios
 
 import aot_loss
@@ -120,11 +119,7 @@ def plot(rows: list[dict[str, object]], device: str, path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, short timings (smoke test)")
-    parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
+    parser = bench_parser(__doc__, "tiny sizes, short timings (smoke test)")
     parser.add_argument(
         "--device", choices=["cpu", "cuda"], action="append", help="default: cpu, and cuda if present"
     )

@@ -9,11 +9,8 @@ within 2x of equal sizes (n, n) at n = 1e6.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import torch
-from _harness import RESULTS, append_results, fmt_time, time_calls
+from _harness import append_results, bench_parser, fmt_time, results_dir, time_calls
 from oracles import trl_aot_paired, trl_aot_unpaired
 
 import aot_loss
@@ -49,16 +46,12 @@ PROVIDERS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, short timings (smoke test)")
-    parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
+    parser = bench_parser(__doc__, "tiny sizes, short timings (smoke test)")
     args = parser.parse_args()
     sizes = [32, 256] if args.quick else [32, 256, 4096, 100_000, 1_000_000]
     big = 4096 if args.quick else 1_000_000
     min_run_time = 0.05 if args.quick else 2.0
-    out = args.out or (Path("/tmp/aot_loss_bench") if args.quick else RESULTS)
+    out = results_dir(args)
 
     rows, lines = [], []
     for variant, providers in PROVIDERS.items():

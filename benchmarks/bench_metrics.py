@@ -10,13 +10,11 @@ information, without a goal.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
-from _harness import RESULTS, append_results, fmt_time, time_calls
+from _harness import append_results, bench_parser, fmt_time, results_dir, time_calls
 
 from aot_loss import metrics
 
@@ -40,15 +38,11 @@ def _steps(n: int) -> dict[str, Callable[[], object]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="small sizes, short timings (smoke test)")
-    parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
+    parser = bench_parser(__doc__, "small sizes, short timings (smoke test)")
     args = parser.parse_args()
     sizes = [10_000] if args.quick else [10_000, 1_000_000, 10_000_000]
     min_run_time = 0.05 if args.quick else 2.0
-    out = args.out or (Path("/tmp/aot_loss_bench") if args.quick else RESULTS)
+    out = results_dir(args)
 
     rows, lines = [], []
     for n in sizes:

@@ -12,13 +12,11 @@ timed (see docs/soft-sort.md for the install recipe).
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
-from _harness import RESULTS, append_results, fmt_time, time_calls, time_calls_cuda
+from _harness import append_results, bench_parser, fmt_time, results_dir, time_calls, time_calls_cuda
 
 import aot_loss
 from aot_loss._soft_sort_op import native_devices
@@ -67,15 +65,11 @@ def _steps(x: torch.Tensor) -> dict[str, Callable[[], object]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="small sizes, short timings (smoke test)")
-    parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
+    parser = bench_parser(__doc__, "small sizes, short timings (smoke test)")
     args = parser.parse_args()
     shapes = [(1, 64), (1, 10_000)] if args.quick else SHAPES
     min_run_time = 0.05 if args.quick else 1.5
-    out = args.out or (Path("/tmp/aot_loss_bench") if args.quick else RESULTS)
+    out = results_dir(args)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
     rows, lines = [], []
