@@ -6,12 +6,13 @@ call :func:`dominance_cost`.
 
 from __future__ import annotations
 
-from typing import cast
+from collections.abc import Sequence
+from typing import Any, cast
 
 import torch
 from torch import Tensor
 
-from . import _dominance_op
+from . import _distributed, _dominance_op
 from ._backend import use_native
 from ._coupling import Coupling, couple, integrate
 from ._soft_sort_op import soft_sort_last
@@ -45,13 +46,23 @@ def upcast(
 
 
 def dominance_cost(
-    u: Tensor, v: Tensor, u_weights: Tensor | None, v_weights: Tensor | None, options: Options
+    u: Tensor,
+    v: Tensor,
+    u_weights: Tensor | None,
+    v_weights: Tensor | None,
+    options: Options,
+    group: Any = None,
+    names: Sequence[str] = ("u", "v", "u_weights", "v_weights"),
 ) -> Tensor:
     """OT cost of coupling U with V by quantiles under h, reduced as ``options.reduction``.
 
-    Inputs are validated (1-D, or 2-D rows with equal row counts) and share a device.
+    Inputs are validated (1-D, or 2-D rows with equal row counts) and share a device. With a
+    resolved process ``group``, U and V are every rank's samples, gathered first (see
+    :mod:`._distributed`); ``names`` are the arguments' names for its error messages.
     """
     u, v, u_weights, v_weights = upcast(u, v, u_weights, v_weights)
+    if group is not None:
+        u, v, u_weights, v_weights = _distributed.gather(group, u, v, u_weights, v_weights, options, names)
     if options.sort == "soft":  # the samples' soft order statistics; the coupling keeps their order
         u = soft_sort_last(u, options.soft_strength, "l2", options.soft_backend)
         v = soft_sort_last(v, options.soft_strength, "l2", options.soft_backend)

@@ -161,24 +161,31 @@ def _real(name: str, value: object) -> float:
     return float(value)
 
 
-def check_samples(name: str, x: object) -> Tensor:
-    """A floating tensor of shape (n,) or rows (G, n), not empty."""
+def check_samples(name: str, x: object, allow_empty: bool = False) -> Tensor:
+    """A floating tensor of shape (n,) or rows (G, n), not empty.
+
+    ``allow_empty``: n = 0 is allowed (one rank's share of a batch coupled over a group,
+    whose emptiness is checked over the whole group); G = 0 never is.
+    """
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
     if x.dim() not in (1, 2):
         raise ValueError(f"{name} must be 1-D (n,) or 2-D rows (G, n), got shape {tuple(x.shape)}")
-    if x.numel() == 0:
+    no_rows = x.dim() == 2 and x.shape[0] == 0
+    if x.numel() == 0 and (no_rows or not allow_empty):
         raise ValueError(f"{name} must not be empty, got shape {tuple(x.shape)}")
     return x
 
 
-def check_sample_pair(u_name: str, u_arg: object, v_name: str, v_arg: object) -> tuple[Tensor, Tensor]:
+def check_sample_pair(
+    u_name: str, u_arg: object, v_name: str, v_arg: object, allow_empty: bool = False
+) -> tuple[Tensor, Tensor]:
     """Two samples to couple: each (n,) or (G, n), both 1-D or both rows with equal G, on
     one device."""
-    u = check_samples(u_name, u_arg)
-    v = check_samples(v_name, v_arg)
+    u = check_samples(u_name, u_arg, allow_empty)
+    v = check_samples(v_name, v_arg, allow_empty)
     if u.dim() != v.dim():
         raise ValueError(
             f"{u_name} and {v_name} must both be 1-D or both be 2-D rows, got shapes "
@@ -202,10 +209,13 @@ def check_same_device(tensors: Mapping[str, Tensor]) -> None:
             )
 
 
-def check_weights(name: str, weights: object, like: Tensor, like_name: str) -> Tensor | None:
+def check_weights(
+    name: str, weights: object, like: Tensor, like_name: str, require_mass: bool = True
+) -> Tensor | None:
     """Non-negative, finite masses of ``like``'s shape with positive total in every row.
 
     Bool and integer masses are allowed; they are returned as floating tensors.
+    ``require_mass=False`` skips the total-mass check (a group's share, checked once gathered).
     """
     if weights is None:
         return None
@@ -220,19 +230,19 @@ def check_weights(name: str, weights: object, like: Tensor, like_name: str) -> T
     check_same_device({like_name: like, name: weights})
     if not weights.is_floating_point():
         weights = weights.to(torch.promote_types(like.dtype, torch.float32))
-    _raise_on(
-        {
-            f"{name} must not contain NaN or infinite values": ~torch.isfinite(weights).all(),
-            f"{name} must not contain negative values": (weights < 0).any(),
-            f"{name} must not contain a row with zero total mass": (weights.sum(-1) == 0).any(),
-        }
-    )
+    flags = {
+        f"{name} must not contain NaN or infinite values": ~torch.isfinite(weights).all(),
+        f"{name} must not contain negative values": (weights < 0).any(),
+    }
+    if require_mass:
+        flags[f"{name} must not contain a row with zero total mass"] = (weights.sum(-1) == 0).any()
+    raise_on(flags)
     return weights
 
 
 def check_finite_values(tensors: Mapping[str, Tensor]) -> None:
     """Raise if any tensor holds NaN or +-inf (one host round trip for all of them)."""
-    _raise_on(
+    raise_on(
         {
             f"{name} contains NaN or infinite values (check_finite=True)": ~torch.isfinite(t).all()
             for name, t in tensors.items()
@@ -240,8 +250,10 @@ def check_finite_values(tensors: Mapping[str, Tensor]) -> None:
     )
 
 
-def _raise_on(flags: Mapping[str, Tensor]) -> None:
+def raise_on(flags: Mapping[str, Tensor]) -> None:
     """Raise ValueError with the first message whose boolean flag is set."""
+    if not flags:
+        return
     if torch.compiler.is_compiling():
         for message, bad in flags.items():
             torch._assert_async(~bad, message)

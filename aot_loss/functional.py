@@ -7,10 +7,12 @@ transport cost of coupling the quantiles of U with those of V under a convex cos
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
 
 from torch import Tensor
 
 from ._costs import LossName
+from ._distributed import errors_raised_together, resolve_group
 from ._dominance import as_dtype, compute_dtype, dominance_cost
 from ._validation import (
     Backend,
@@ -26,6 +28,9 @@ from ._validation import (
     check_samples,
     check_weights,
 )
+
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
 
 Loss = LossName | Callable[[Tensor], Tensor]
 
@@ -47,6 +52,7 @@ def unpaired(
     sort: Sort = "hard",
     soft_strength: float = 0.1,
     soft_backend: SoftSortBackend = "auto",
+    group: Literal["world"] | ProcessGroup | None = None,
 ) -> Tensor:
     r"""Unpaired AOT: the rewards of chosen samples should dominate those of rejected ones.
 
@@ -102,6 +108,9 @@ def unpaired(
             apart. Used with `sort="soft"` only.
         soft_backend: the soft sort's backend: `"auto"`, `"torch"`, `"native"` or
             `"torchsort"`, as in [`soft_sort`][aot_loss.soft_sort].
+        group: `None` (default) couples this process's samples alone and never
+            communicates. `"world"` or a `torch.distributed` `ProcessGroup` couples the
+            samples of every rank of the group as one batch; see *Distributed* below.
 
     Returns:
         The loss. Its dtype is the computation dtype: float32 for float16, bfloat16 and
@@ -126,6 +135,19 @@ def unpaired(
         first three to the torch path; double backward through the op raises, so use
         `backend="torch"` for it.
 
+    Distributed:
+        With `group`, every rank gathers the samples (and weights) of every rank of the group,
+        and returns what one process would return on their concatenation in rank order.
+        Ranks may hold different numbers of samples, none at all included, as long as
+        the group holds at least one of each. The backward multiplies this rank's gradients
+        by the group size $k$ and needs no communication, so that after DDP's or FSDP's
+        averaging over the $k$ ranks every parameter gradient is the single-process gradient
+        of the global loss (if you sum gradients across ranks instead, divide the loss by
+        $k$). Ranks must agree on the options, the dtype, the number of rows and which
+        weights are given; otherwise every rank raises `ValueError`, and an input rejected
+        on one rank raises on all of them rather than leaving them waiting. Each call costs
+        two all-gathers and one host synchronisation. See the distributed page.
+
     NaN and infinity:
         A NaN reward sorts last (as in `torch.sort`) and makes the loss NaN; infinite
         rewards give infinite or NaN costs. Pass `check_finite=True` to get an error instead.
@@ -142,20 +164,29 @@ def unpaired(
     options = check_options(
         loss, beta, label_smoothing, reduction, check_finite, backend, sort, soft_strength, soft_backend
     )
-    return _unpaired(r_pos, r_neg, pos_weights, neg_weights, options)
+    return _unpaired(r_pos, r_neg, pos_weights, neg_weights, options, group)
 
 
 def _unpaired(
-    r_pos: Tensor, r_neg: Tensor, pos_weights: Tensor | None, neg_weights: Tensor | None, options: Options
+    r_pos: Tensor,
+    r_neg: Tensor,
+    pos_weights: Tensor | None,
+    neg_weights: Tensor | None,
+    options: Options,
+    group: object,
 ) -> Tensor:
     """Validate the tensors of :func:`unpaired` and call the primitive."""
-    check_sample_pair("r_pos", r_pos, "r_neg", r_neg)
-    pos_weights = check_weights("pos_weights", pos_weights, r_pos, "r_pos")
-    neg_weights = check_weights("neg_weights", neg_weights, r_neg, "r_neg")
-    check_no_soft_weights(options, {"pos_weights": pos_weights, "neg_weights": neg_weights})
-    if options.check_finite:
-        check_finite_values({"r_pos": r_pos, "r_neg": r_neg})
-    return dominance_cost(r_pos, r_neg, pos_weights, neg_weights, options)
+    pg = resolve_group(group)
+    local = pg is None  # with a group, emptiness and total mass are checked over the group
+    with errors_raised_together(pg):
+        check_sample_pair("r_pos", r_pos, "r_neg", r_neg, allow_empty=not local)
+        pos_weights = check_weights("pos_weights", pos_weights, r_pos, "r_pos", require_mass=local)
+        neg_weights = check_weights("neg_weights", neg_weights, r_neg, "r_neg", require_mass=local)
+        check_no_soft_weights(options, {"pos_weights": pos_weights, "neg_weights": neg_weights})
+        if options.check_finite:
+            check_finite_values({"r_pos": r_pos, "r_neg": r_neg})
+    names = ("r_pos", "r_neg", "pos_weights", "neg_weights")
+    return dominance_cost(r_pos, r_neg, pos_weights, neg_weights, options, pg, names)
 
 
 def paired(
@@ -174,6 +205,7 @@ def paired(
     sort: Sort = "hard",
     soft_strength: float = 0.1,
     soft_backend: SoftSortBackend = "auto",
+    group: Literal["world"] | ProcessGroup | None = None,
 ) -> Tensor:
     r"""Paired AOT: the policy's chosen-vs-rejected margins should dominate the reference's.
 
@@ -208,6 +240,8 @@ def paired(
             [`unpaired`][aot_loss.unpaired]; `weights` are refused with `"soft"`.
         soft_strength: the soft sort's strength, default 0.1 (the paper's).
         soft_backend: the soft sort's backend, as in [`soft_sort`][aot_loss.soft_sort].
+        group: `None` (local), `"world"` or a `ProcessGroup`: couple the pairs of every rank
+            of the group as one batch, as in [`unpaired`][aot_loss.unpaired].
 
     Returns:
         The loss, in float32 for float16/bfloat16/float32 inputs and float64 for float64.
@@ -218,6 +252,11 @@ def paired(
         - Output: `"mean"`/`"sum"`: $()$. `"none"`: $(n,)$ per-pair losses in quantile order
           without weights (TRL's `losses`), $(2n,)$ merged-grid cell costs with weights, $(G,)$
           per-row costs for rows.
+
+    Distributed:
+        As in [`unpaired`][aot_loss.unpaired]: with `group`, the loss of the concatenated
+        pairs of every rank, returned on every rank, with gradients scaled by the group size
+        for DDP's averaging.
 
     NaN and infinity:
         As in [`unpaired`][aot_loss.unpaired]: NaN inputs give a NaN loss unless
@@ -236,9 +275,8 @@ def paired(
     options = check_options(
         loss, beta, label_smoothing, reduction, check_finite, backend, sort, soft_strength, soft_backend
     )
-    return _paired(
-        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, weights, options
-    )
+    logps = (policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
+    return _paired(*logps, weights, options, group)
 
 
 def _paired(
@@ -248,6 +286,7 @@ def _paired(
     ref_rejected_logps: Tensor,
     weights: Tensor | None,
     options: Options,
+    group: object,
 ) -> Tensor:
     """Validate the tensors of :func:`paired`, form the margins and call the primitive."""
     inputs = {
@@ -256,17 +295,21 @@ def _paired(
         "ref_chosen_logps": ref_chosen_logps,
         "ref_rejected_logps": ref_rejected_logps,
     }
-    for name, x in inputs.items():
-        check_samples(name, x)
-    shapes = {name: tuple(x.shape) for name, x in inputs.items()}
-    if len(set(shapes.values())) > 1:
-        raise ValueError(f"paired inputs must all have the same shape, got {shapes}")
-    check_same_device(inputs)
-    weights = check_weights("weights", weights, policy_chosen_logps, "policy_chosen_logps")
-    check_no_soft_weights(options, {"weights": weights})
-    if options.check_finite:
-        check_finite_values(inputs)
+    pg = resolve_group(group)
+    local = pg is None  # with a group, emptiness and total mass are checked over the group
+    with errors_raised_together(pg):
+        for name, x in inputs.items():
+            check_samples(name, x, allow_empty=not local)
+        shapes = {name: tuple(x.shape) for name, x in inputs.items()}
+        if len(set(shapes.values())) > 1:
+            raise ValueError(f"paired inputs must all have the same shape, got {shapes}")
+        check_same_device(inputs)
+        weights = check_weights("weights", weights, policy_chosen_logps, "policy_chosen_logps", local)
+        check_no_soft_weights(options, {"weights": weights})
+        if options.check_finite:
+            check_finite_values(inputs)
     dtype = compute_dtype(*inputs.values())  # subtract after the upcast, not in half precision
     u = as_dtype(policy_chosen_logps, dtype) - as_dtype(policy_rejected_logps, dtype)
     v = (as_dtype(ref_chosen_logps, dtype) - as_dtype(ref_rejected_logps, dtype)).detach()
-    return dominance_cost(u, v, weights, weights, options)
+    names = ("policy_chosen_logps", "ref_chosen_logps", "weights", "weights")
+    return dominance_cost(u, v, weights, weights, options, pg, names)

@@ -4,10 +4,16 @@ the same code as :mod:`aot_loss.functional`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Literal
+
 from torch import Tensor, nn
 
+from ._distributed import check_group
 from ._validation import Backend, Reduction, SoftSortBackend, Sort, check_options
 from .functional import Loss, _paired, _unpaired
+
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
 
 __all__ = ["PairedAOTLoss", "UnpairedAOTLoss"]
 
@@ -25,11 +31,14 @@ class _AOTLoss(nn.Module):
         sort: Sort = "hard",
         soft_strength: float = 0.1,
         soft_backend: SoftSortBackend = "auto",
+        group: Literal["world"] | ProcessGroup | None = None,
     ) -> None:
         super().__init__()
         self._options = check_options(
             loss, beta, label_smoothing, reduction, check_finite, backend, sort, soft_strength, soft_backend
         )
+        check_group(group)  # resolved at each call: the process group may be initialised later
+        self.group = group
         self.loss, self.beta, self.label_smoothing = loss, beta, label_smoothing
         self.reduction, self.check_finite, self.backend = reduction, check_finite, backend
         self.sort, self.soft_strength, self.soft_backend = sort, soft_strength, soft_backend
@@ -45,6 +54,8 @@ class _AOTLoss(nn.Module):
             text += f", sort='soft', soft_strength={self.soft_strength}"
             if self.soft_backend != "auto":
                 text += f", soft_backend={self.soft_backend!r}"
+        if self.group is not None:
+            text += f", group={self.group!r}"
         return text
 
 
@@ -57,7 +68,7 @@ class UnpairedAOTLoss(_AOTLoss):
     $$
 
     The options (`loss`, `beta`, `label_smoothing`, `reduction`, `check_finite`, `backend`,
-    `sort`, `soft_strength`, `soft_backend`) are given to the constructor, validated once,
+    `sort`, `soft_strength`, `soft_backend`, `group`) are given to the constructor, validated once,
     and mean what they mean for the function; the per-batch masses `pos_weights`/`neg_weights`
     are given to `forward`. Results are identical to the function's.
 
@@ -81,7 +92,7 @@ class UnpairedAOTLoss(_AOTLoss):
         neg_weights: Tensor | None = None,
     ) -> Tensor:
         """The loss of chosen rewards `r_pos` against rejected rewards `r_neg`."""
-        return _unpaired(r_pos, r_neg, pos_weights, neg_weights, self._options)
+        return _unpaired(r_pos, r_neg, pos_weights, neg_weights, self._options, self.group)
 
 
 class PairedAOTLoss(_AOTLoss):
@@ -94,7 +105,7 @@ class PairedAOTLoss(_AOTLoss):
     V = \log\pi_{ref}(y^+|x) - \log\pi_{ref}(y^-|x)
     $$
 
-    Options go to the constructor, the per-pair `weights` to `forward`.
+    Options (`group` included) go to the constructor, the per-pair `weights` to `forward`.
 
     Shape:
         - The four log-probability tensors: $(n,)$ or $(G, n)$, all the same.
@@ -126,4 +137,5 @@ class PairedAOTLoss(_AOTLoss):
             ref_rejected_logps,
             weights,
             self._options,
+            self.group,
         )

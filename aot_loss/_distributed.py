@@ -1,0 +1,262 @@
+"""Global coupling across the ranks of a process group: the ``group=`` option of the losses.
+
+Every rank gathers every rank's samples and weights, couples the concatenated batch (in group
+rank order) exactly as one process would, and returns that same loss. The backward sends this
+rank's inputs ``k x`` their gradient (``k`` the group size), so that after DDP's or FSDP's
+averaging over the ``k`` ranks every parameter gradient is the single-process gradient. The
+backward needs no communication: every rank already holds the whole batch.
+
+One call costs two all-gathers (a fixed-size header, then the padded samples) and one host
+read of the header, whose sizes are needed to unpad. The header also carries what every rank
+must agree on (dtype, rows, options, which weights are given) and whether a rank's own input
+checks failed, so that an error on one rank is raised on all of them instead of leaving the
+others waiting in the gather.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from ._validation import Options, raise_on
+
+GROUP_CHOICES = "None, 'world' or a torch.distributed.ProcessGroup"
+
+# One int64 per field; a rank that failed its own checks sends status 1 and zeros.
+_FIELDS = ("status", "rows", "n_u", "n_v", "u_weights", "v_weights", "dtype", "device", "options")
+_OK, _FAILED = 0, 1
+_DTYPES = (torch.float32, torch.float64)  # the computation dtypes (half is upcast first)
+_NO_WEIGHTS, _WEIGHTS, _SHARED_WEIGHTS = 0, 1, 2  # 2: v uses u's weights (paired)
+
+
+def check_group(group: object) -> None:
+    """The type of a ``group`` argument, checked when a Module is built (no process group needed)."""
+    if group is None or group == "world" or _is_process_group(group):
+        return
+    raise (ValueError if isinstance(group, str) else TypeError)(
+        f"group must be {GROUP_CHOICES}, got {group!r}"
+    )
+
+
+def resolve_group(group: object) -> Any:
+    """The ProcessGroup to couple over, or ``None`` for local coupling.
+
+    ``None`` returns at once and never touches ``torch.distributed``. A group of one rank is
+    also local: gathering would change nothing.
+    """
+    if group is None:
+        return None
+    check_group(group)
+    if not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError(
+            f"group={group!r} needs an initialised default process group: call "
+            "torch.distributed.init_process_group() first (torchrun, accelerate and Lightning do), "
+            "or pass group=None for local coupling"
+        )
+    resolved: Any = dist.group.WORLD if group == "world" else group
+    if dist.get_rank(resolved) < 0:
+        raise ValueError(f"this process (global rank {dist.get_rank()}) is not a member of group {group!r}")
+    return resolved if dist.get_world_size(resolved) > 1 else None
+
+
+def _is_process_group(group: object) -> bool:
+    return dist.is_available() and isinstance(group, dist.ProcessGroup)
+
+
+@contextmanager
+def errors_raised_together(group: Any) -> Iterator[None]:
+    """Run a rank's own input checks; if they raise, tell the other ranks before re-raising.
+
+    The others are waiting in :func:`gather`'s header exchange, which this joins with a failure
+    header; they then raise too instead of hanging until the collective's timeout.
+    """
+    if group is None:
+        yield
+        return
+    try:
+        yield
+    except (TypeError, ValueError):
+        _exchange_headers(group, [_FAILED] + [0] * (len(_FIELDS) - 1))
+        raise
+
+
+def gather(
+    group: Any,
+    u: Tensor,
+    v: Tensor,
+    u_weights: Tensor | None,
+    v_weights: Tensor | None,
+    options: Options,
+    names: Sequence[str],
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """Every rank's ``u``, ``v`` and weights, concatenated along the last dim in rank order.
+
+    Inputs are in their computation dtype, 1-D ``(n_r,)`` or rows ``(G, n_r)`` with ``n_r``
+    possibly 0 on some ranks. ``names`` are the user-facing names of u, v and their weights,
+    for error messages. This rank's pieces keep their autograd history, with gradients
+    scaled by the group size (see the module docstring); the others are constants.
+    """
+    shared = v_weights is u_weights and u_weights is not None
+    layout = (u_weights is not None, _SHARED_WEIGHTS if shared else int(v_weights is not None))
+    header = [
+        _OK,
+        u.shape[0] if u.dim() == 2 else -1,
+        u.shape[-1],
+        v.shape[-1],
+        int(layout[0]),
+        layout[1],
+        _DTYPES.index(u.dtype),
+        int(u.device.type != "cpu"),
+        _fingerprint(options),
+    ]
+    table = _exchange_headers(group, header)
+    _check_agreement(table, names)
+    rank, size = dist.get_rank(group), len(table)
+    for column, name in ((2, names[0]), (3, names[1])):
+        if sum(row[column] for row in table) == 0:
+            raise ValueError(f"{name} must not be empty: it has no samples on any rank of the group")
+
+    rows = u.dim() == 2
+    local = [x for x in (u, v, u_weights, None if shared else v_weights) if x is not None]
+    local = [x if rows else x.unsqueeze(0) for x in local]
+    pieces = _gather_padded(group, local, [[row[2], row[3], *_weight_sizes(row)] for row in table])
+    merged = []
+    for j, mine in enumerate(local):
+        parts = [pieces[r][j] for r in range(size)]
+        parts[rank] = _ScaleGrad.apply(mine, float(size)) if mine.requires_grad else mine
+        whole = torch.cat(parts, dim=-1)
+        merged.append(whole if rows else whole[0])
+    gu, gv, *gw = merged
+    gu_weights = gw[0] if layout[0] else None
+    gv_weights = gu_weights if shared else (gw[-1] if layout[1] else None)
+    weights = {names[2]: gu_weights, names[3]: gv_weights}
+    raise_on(
+        {
+            f"{name} must not contain a row with zero total mass over the group": (w.sum(-1) == 0).any()
+            for name, w in weights.items()
+            if w is not None
+        }
+    )
+    return gu, gv, gu_weights, gv_weights
+
+
+def _weight_sizes(row: Sequence[int]) -> list[int]:
+    """The lengths of a rank's weight pieces, from its header row."""
+    n_u, n_v, u_flag, v_flag = row[2], row[3], row[4], row[5]
+    return [n_u] * (u_flag == _WEIGHTS) + [n_v] * (v_flag == _WEIGHTS)
+
+
+def _fingerprint(options: Options) -> int:
+    """A stable 32-bit hash of the options that change the loss (not backends or checks)."""
+    cost = options.name or getattr(options.cost, "__qualname__", type(options.cost).__name__)
+    o = options
+    return zlib.crc32(repr((cost, o.beta, o.label_smoothing, o.reduction, o.sort, o.soft_strength)).encode())
+
+
+def _check_agreement(table: list[list[int]], names: Sequence[str]) -> None:
+    """Raise, identically on every rank, if ranks failed or disagree on what must match."""
+    failed = [r for r, row in enumerate(table) if row[0] == _FAILED]
+    if failed:
+        raise RuntimeError(
+            f"rank(s) {failed} of the group rejected their inputs to the loss (the error is raised "
+            "there); the global batch cannot be coupled"
+        )
+    u_name, v_name = names[0], names[1]
+    checks: dict[str, tuple[str, Callable[[int], str]]] = {
+        "rows": ("the shape", lambda c: f"{c} rows" if c >= 0 else "1-D"),
+        "dtype": (f"the computation dtype of {u_name} and {v_name}", lambda c: str(_DTYPES[c])),
+        "device": ("the device type", lambda c: "accelerator" if c else "CPU"),
+        "u_weights": (f"whether {names[2]} are given", _given),
+        "v_weights": (f"whether {names[3]} are given", _given),
+        "options": ("the loss options (loss, beta, label_smoothing, reduction, sort, soft_strength)", hex),
+    }
+    for field, (what, show) in checks.items():
+        column = [row[_FIELDS.index(field)] for row in table]
+        if len(set(column)) > 1:
+            listing = ", ".join(f"rank {r}: {show(c)}" for r, c in enumerate(column))
+            raise ValueError(
+                f"ranks of the group disagree on {what} ({listing}); call the loss alike on every rank"
+            )
+
+
+def _given(flag: int) -> str:
+    return "given" if flag else "None"
+
+
+def _exchange_headers(group: Any, header: list[int]) -> list[list[int]]:
+    """All-gather every rank's header (one small collective and one host read)."""
+    device = _header_device(group)
+    mine = torch.tensor(header, dtype=torch.int64, device=device)
+    out = [torch.empty_like(mine) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(out, mine, group=group)
+    return torch.stack(out).tolist()
+
+
+def _gather_padded(group: Any, local: list[Tensor], sizes: list[list[int]]) -> list[list[Tensor]]:
+    """All-gather a list of (G, n_j) tensors whose n_j differ by rank, as one padded buffer.
+
+    ``sizes[r]`` are rank r's lengths n_j; returns ``pieces[r][j]`` of shape (G, sizes[r][j]),
+    detached (the caller reattaches this rank's own pieces).
+    """
+    width = max(sum(s) for s in sizes)
+    data_device = local[0].device
+    device = _payload_device(group, data_device)
+    buffer = torch.cat([x.detach() for x in local], dim=-1).to(device)
+    buffer = torch.nn.functional.pad(buffer, (0, width - buffer.shape[-1]))
+    out = [torch.empty_like(buffer) for _ in sizes]
+    dist.all_gather(out, buffer, group=group)
+    return [
+        list(torch.split(b.to(data_device), [*s, width - sum(s)], dim=-1))[:-1]
+        for b, s in zip(out, sizes, strict=True)
+    ]
+
+
+def _backend(group: Any) -> str:
+    return str(dist.get_backend(group))
+
+
+def _accelerator(group: Any) -> torch.device:
+    accelerator = torch.accelerator.current_accelerator(check_available=True)
+    if accelerator is None:
+        raise RuntimeError(
+            f"the process group's backend {_backend(group)!r} needs an accelerator; none is here"
+        )
+    return torch.device(accelerator.type, torch.accelerator.current_device_index())
+
+
+def _header_device(group: Any) -> torch.device:
+    """Where headers travel: CPU whenever the group has gloo (also 'cpu:gloo,cuda:nccl').
+
+    Chosen without looking at the inputs, so that a rank whose inputs were rejected picks
+    the same device as the others.
+    """
+    return torch.device("cpu") if "gloo" in _backend(group) else _accelerator(group)
+
+
+def _payload_device(group: Any, data: torch.device) -> torch.device:
+    """Where samples travel: on their own device if the group's backend serves it."""
+    backend = _backend(group)
+    if backend == "gloo":
+        return torch.device("cpu")
+    if data.type == "cpu" and "gloo" not in backend:
+        return _accelerator(group)  # e.g. NCCL with CPU rewards
+    return data
+
+
+class _ScaleGrad(torch.autograd.Function):
+    """Identity forward; the backward multiplies the gradient by ``scale`` (twice differentiable)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, scale: float) -> Tensor:
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return grad * ctx.scale, None

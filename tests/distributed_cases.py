@@ -1,0 +1,252 @@
+"""Scenarios of tests/test_distributed.py, run by every rank of a gloo group (spawned
+processes, :func:`worker`) and again by one process on the concatenated batch.
+
+Every scenario builds the whole batch from a seed and gives rank r its slice, so that the
+parent process can recompute the single-process loss and gradients on the whole batch.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+import aot_loss
+
+f64 = torch.float64
+
+
+@dataclass(frozen=True)
+class Case:
+    """One call of a loss. ``u_sizes[k]``/``v_sizes[k]``: per-rank sample counts in a group
+    of k ranks (paired cases use ``u_sizes`` for all four inputs)."""
+
+    name: str
+    u_sizes: dict[int, list[int]]
+    v_sizes: dict[int, list[int]] = field(default_factory=dict)
+    paired: bool = False
+    module: bool = False
+    rows: int | None = None
+    weights: bool = False
+    zero_weight_rank: int | None = None  # this rank's weights are all 0 (mass elsewhere)
+    subgroup: bool = False  # ranks 0 and 1 couple through dist.new_group([0, 1]); rank 2 alone
+    dtype: torch.dtype = f64
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def members(self, k: int, rank: int) -> list[int]:
+        """The ranks whose samples rank ``rank`` couples with (itself included)."""
+        if not self.subgroup:
+            return list(range(k))
+        return [0, 1] if rank < 2 else [rank]
+
+
+CASES = [
+    Case("unpaired_uneven", {2: [3, 5], 3: [3, 0, 4]}, {2: [4, 2], 3: [1, 5, 2]}, options={"beta": 0.5}),
+    Case(
+        "unpaired_weights",
+        {2: [4, 3], 3: [2, 3, 2]},
+        {2: [2, 5], 3: [3, 1, 3]},
+        weights=True,
+        zero_weight_rank=1,
+        options={"loss": "squared_hinge", "beta": 0.3},
+    ),
+    Case("unpaired_rows", {2: [3, 2], 3: [1, 2, 3]}, {2: [2, 2], 3: [2, 0, 3]}, rows=2, options={"beta": 1.0}),
+    Case(
+        "unpaired_none_equal_totals",
+        {2: [3, 3], 3: [1, 2, 3]},
+        {2: [4, 2], 3: [3, 2, 1]},
+        options={"reduction": "none", "beta": 0.7, "label_smoothing": 0.1},
+    ),
+    Case(
+        "unpaired_none_cells_sum",
+        {2: [3, 4], 3: [2, 2, 3]},
+        {2: [1, 2], 3: [1, 1, 1]},
+        options={"reduction": "sum", "loss": "least_squares", "beta": 0.2},
+    ),
+    Case("unpaired_soft", {2: [4, 3], 3: [3, 2, 2]}, {2: [3, 3], 3: [2, 2, 2]}, options={"sort": "soft", "soft_strength": 2.0}),
+    Case("unpaired_torch_backend_float32", {2: [5, 4], 3: [3, 3, 3]}, {2: [3, 3], 3: [2, 2, 2]}, dtype=torch.float32, options={"backend": "torch", "beta": 0.5}),
+    Case("unpaired_module", {2: [2, 3], 3: [2, 1, 2]}, {2: [3, 3], 3: [2, 2, 2]}, module=True, options={"loss": "hinge", "beta": 0.4}),
+    Case("unpaired_subgroup", {2: [3, 2], 3: [2, 3, 2]}, {2: [2, 2], 3: [2, 1, 3]}, subgroup=True, options={"beta": 0.5}),
+    Case("paired_uneven", {2: [3, 5], 3: [2, 0, 4]}, paired=True, options={"beta": 0.5, "label_smoothing": 0.2}),
+    Case("paired_weights", {2: [3, 4], 3: [2, 3, 3]}, paired=True, weights=True, zero_weight_rank=0, options={"loss": "squared_hinge", "beta": 0.5}),
+    Case("paired_rows_module", {2: [2, 3], 3: [1, 2, 2]}, paired=True, module=True, rows=3, options={"beta": 0.8}),
+]  # fmt: skip
+CASES_BY_NAME = {case.name: case for case in CASES}
+
+
+def whole_inputs(case: Case, k: int) -> dict[str, torch.Tensor]:
+    """The concatenated batch of all k ranks, from a seed: the loss's tensor arguments."""
+    g = torch.Generator().manual_seed(sum(map(ord, case.name)) + k)
+    lead = () if case.rows is None else (case.rows,)
+
+    def sample(n: int, scale: float = 1.0) -> torch.Tensor:
+        x = torch.randn(*lead, n, generator=g, dtype=f64) * scale
+        x = x.round(decimals=1)  # ties: stable sorts must break them as one process would
+        return x.to(case.dtype)
+
+    def masses(sizes: list[int]) -> torch.Tensor:
+        w = torch.rand(*lead, sum(sizes), generator=g, dtype=f64) + 0.1
+        if case.zero_weight_rank is not None:
+            start = sum(sizes[: case.zero_weight_rank])
+            w[..., start : start + sizes[case.zero_weight_rank]] = 0.0
+        return w.to(case.dtype)
+
+    n = sum(case.u_sizes[k])
+    if case.paired:
+        names = ("policy_chosen_logps", "policy_rejected_logps", "ref_chosen_logps", "ref_rejected_logps")
+        inputs = {name: sample(n, 2.0) - 10.0 for name in names}
+        if case.weights:
+            inputs["weights"] = masses(case.u_sizes[k])
+        return inputs
+    inputs = {"r_pos": sample(n), "r_neg": sample(sum(case.v_sizes[k])) - 0.3}
+    if case.weights:
+        inputs["pos_weights"] = masses(case.u_sizes[k])
+        inputs["neg_weights"] = masses(case.v_sizes[k])
+    return inputs
+
+
+def share(case: Case, k: int, ranks: list[int], inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The slices of ``inputs`` that ``ranks`` hold, concatenated in rank order."""
+    out = {}
+    for name, x in inputs.items():
+        sizes = case.v_sizes[k] if name.startswith(("r_neg", "neg_")) else case.u_sizes[k]
+        pieces = torch.split(x, sizes, dim=-1)
+        out[name] = torch.cat([pieces[r] for r in ranks], dim=-1)
+    return out
+
+
+DIFFERENTIABLE = ("r_pos", "r_neg", "policy_chosen_logps", "policy_rejected_logps")
+
+
+def run_case(case: Case, inputs: dict[str, torch.Tensor], group: Any) -> dict[str, torch.Tensor]:
+    """The loss on ``inputs`` and the gradients of its probe-weighted sum, as a dict."""
+    inputs = {n: x.clone().requires_grad_(n in DIFFERENTIABLE) for n, x in inputs.items()}
+    tensors = {n: x for n, x in inputs.items() if n in DIFFERENTIABLE or n.startswith("ref_")}
+    weights = {n: x for n, x in inputs.items() if n.endswith("weights")}
+    if case.module:
+        module_cls = aot_loss.PairedAOTLoss if case.paired else aot_loss.UnpairedAOTLoss
+        out = module_cls(**case.options, group=group)(*tensors.values(), **weights)
+    else:
+        fn: Callable[..., torch.Tensor] = aot_loss.paired if case.paired else aot_loss.unpaired
+        out = fn(*tensors.values(), **weights, **case.options, group=group)
+    probe = torch.linspace(0.5, 1.5, out.numel(), dtype=out.dtype).reshape(out.shape)
+    (out * probe).sum().backward()
+    result = {"out": out.detach()}
+    result.update({f"grad_{n}": x.grad for n, x in inputs.items() if x.grad is not None})
+    return result
+
+
+def wrapped_model_case(rank: int, k: int, wrapper: str) -> dict[str, torch.Tensor]:
+    """A reward model wrapped in DDP or sharded by FSDP2 (``fully_shard``), each rank scoring
+    its slice of the batch; the loss and the parameter gradients after one backward."""
+    model, x_pos, x_neg = ddp_problem(k)
+    if wrapper == "ddp":
+        from torch.nn.parallel import DistributedDataParallel
+
+        forward: torch.nn.Module = DistributedDataParallel(model)
+    else:
+        from torch.distributed.fsdp import fully_shard
+
+        for layer in model:
+            if isinstance(layer, torch.nn.Linear):
+                fully_shard(layer)
+        forward = fully_shard(model)
+    pos, neg = torch.tensor_split(x_pos, k)[rank], torch.tensor_split(x_neg, k)[rank]
+    rewards = forward(torch.cat([pos, neg])).squeeze(-1)
+    loss = aot_loss.unpaired(rewards[: len(pos)], rewards[len(pos) :], beta=0.5, group="world")
+    loss.backward()
+    grads = {f"param_{n}": p.grad for n, p in model.named_parameters()}
+    if wrapper == "fsdp":  # sharded DTensors: every rank assembles the whole gradient
+        grads = {n: g.full_tensor() for n, g in grads.items()}
+    return {"out": loss.detach(), **grads}
+
+
+def ddp_problem(k: int) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """The model (same initial weights everywhere) and the whole batch of features."""
+    g = torch.Generator().manual_seed(7 + k)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1)).to(f64)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=f64))
+    return (
+        model,
+        torch.randn(4 * k + 1, 3, generator=g, dtype=f64),
+        torch.randn(3 * k, 3, generator=g, dtype=f64),
+    )
+
+
+def _bad_call(rank: int, k: int, **overrides: Any) -> None:
+    """A 1-D unpaired call whose arguments on rank 1 are overridden."""
+    kwargs: dict[str, Any] = {"r_pos": torch.randn(3, dtype=f64), "r_neg": torch.randn(2, dtype=f64)}
+    if rank == 1:
+        kwargs.update(overrides)
+    aot_loss.unpaired(**kwargs, group="world")
+
+
+ERROR_CASES: dict[str, Callable[[int, int], None]] = {
+    "dtype": lambda rank, k: _bad_call(rank, k, r_pos=torch.randn(3), r_neg=torch.randn(2)),
+    "rows": lambda rank, k: _bad_call(rank, k, r_pos=torch.randn(2, 3, dtype=f64), r_neg=torch.randn(2, 2, dtype=f64)),
+    "options": lambda rank, k: _bad_call(rank, k, beta=0.5),
+    "weights_given": lambda rank, k: _bad_call(rank, k, neg_weights=torch.ones(2)),
+    "local_check": lambda rank, k: _bad_call(rank, k, r_pos=torch.tensor([1.0, float("nan")], dtype=f64), check_finite=True),
+    "empty_everywhere": lambda rank, k: aot_loss.unpaired(torch.randn(2, dtype=f64), torch.empty(0, dtype=f64), group="world"),
+    "zero_mass_everywhere": lambda rank, k: aot_loss.unpaired(torch.randn(2, dtype=f64), torch.randn(2, dtype=f64), pos_weights=torch.zeros(2), group="world"),
+}  # fmt: skip
+
+
+def accelerate_worker(rank: int, k: int, port: int, out_dir: str) -> None:
+    """One rank of an HF accelerate run (multi-CPU DDP, set up from torchrun's variables)."""
+    import os
+
+    from accelerate import Accelerator
+
+    env = {"RANK": rank, "LOCAL_RANK": rank, "WORLD_SIZE": k, "LOCAL_WORLD_SIZE": k, "MASTER_PORT": port}
+    os.environ.update({name: str(value) for name, value in env.items()}, MASTER_ADDR="127.0.0.1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    accelerator = Accelerator(cpu=True)
+    model, x_pos, x_neg = ddp_problem(k)
+    wrapped = accelerator.prepare(model)
+    pos, neg = torch.tensor_split(x_pos, k)[rank], torch.tensor_split(x_neg, k)[rank]
+    rewards = wrapped(torch.cat([pos, neg])).squeeze(-1)
+    loss = aot_loss.unpaired(rewards[: len(pos)], rewards[len(pos) :], beta=0.5, group="world")
+    accelerator.backward(loss)
+    grads = {f"param_{n}": p.grad for n, p in accelerator.unwrap_model(wrapped).named_parameters()}
+    result = {"out": loss.detach(), "type": str(accelerator.distributed_type), **grads}
+    torch.save(result, Path(out_dir) / f"rank{rank}.pt")
+    accelerator.end_training()
+
+
+def worker(rank: int, k: int, init_file: str, out_dir: str) -> None:
+    """One rank: run every case, every error case, then the first case again (still in step)."""
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=k, timeout=timedelta(seconds=60)
+    )
+    try:
+        subgroup = dist.new_group([0, 1])  # collective: every rank creates it
+        results: dict[str, Any] = {}
+        for case in CASES:
+            group = (subgroup if rank < 2 else None) if case.subgroup else "world"
+            mine = share(case, k, [rank], whole_inputs(case, k))
+            results[case.name] = run_case(case, mine, group)
+        for wrapper in ("ddp", "fsdp"):
+            results[wrapper] = wrapped_model_case(rank, k, wrapper)
+        for name, call in ERROR_CASES.items():
+            try:
+                call(rank, k)
+                results[f"error_{name}"] = ("no error", "")
+            except Exception as e:
+                results[f"error_{name}"] = (type(e).__name__, str(e))
+        case = CASES[0]
+        results["after_errors"] = run_case(case, share(case, k, [rank], whole_inputs(case, k)), "world")
+        torch.save(results, Path(out_dir) / f"rank{rank}.pt")
+    except Exception:
+        (Path(out_dir) / f"rank{rank}.err").write_text(traceback.format_exc())
+        raise
+    finally:
+        dist.destroy_process_group()
