@@ -37,7 +37,7 @@ _NO_WEIGHTS, _WEIGHTS, _SHARED_WEIGHTS = 0, 1, 2  # 2: v uses u's weights (paire
 
 def check_group(group: object) -> None:
     """The type of a ``group`` argument, checked when a Module is built (no process group needed)."""
-    if group is None or group == "world" or _is_process_group(group):
+    if group is None or (isinstance(group, str) and group == "world") or _is_process_group(group):
         return
     raise (ValueError if isinstance(group, str) else TypeError)(
         f"group must be {GROUP_CHOICES}, got {group!r}"
@@ -59,7 +59,7 @@ def resolve_group(group: object) -> Any:
             "torch.distributed.init_process_group() first (torchrun, accelerate and Lightning do), "
             "or pass group=None for local coupling"
         )
-    resolved: Any = dist.group.WORLD if group == "world" else group
+    resolved: Any = dist.group.WORLD if isinstance(group, str) else group
     if dist.get_rank(resolved) < 0:
         raise ValueError(f"this process (global rank {dist.get_rank()}) is not a member of group {group!r}")
     return resolved if dist.get_world_size(resolved) > 1 else None
@@ -86,6 +86,7 @@ def errors_raised_together(group: Any) -> Iterator[None]:
         raise
 
 
+@torch.compiler.disable  # collectives and a host read: torch.compile runs this eagerly (a graph break)
 def gather(
     group: Any,
     u: Tensor,
@@ -186,7 +187,7 @@ def _check_agreement(table: list[list[int]], names: Sequence[str]) -> None:
 
 
 def _given(flag: int) -> str:
-    return "given" if flag else "None"
+    return ("None", "given", "shared with the other sample")[flag]
 
 
 def _exchange_headers(group: Any, header: list[int]) -> list[list[int]]:

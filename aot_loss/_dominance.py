@@ -37,12 +37,9 @@ def upcast(
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
     """Samples and weights in the computation dtype of ``u`` and ``v`` (see compute_dtype)."""
     dtype = compute_dtype(u, v)
-    return (
-        as_dtype(u, dtype),
-        as_dtype(v, dtype),
-        None if u_weights is None else as_dtype(u_weights, dtype),
-        None if v_weights is None else as_dtype(v_weights, dtype),
-    )
+    uw = None if u_weights is None else as_dtype(u_weights, dtype)
+    vw = uw if v_weights is u_weights else None if v_weights is None else as_dtype(v_weights, dtype)
+    return as_dtype(u, dtype), as_dtype(v, dtype), uw, vw  # shared weights stay one tensor
 
 
 def dominance_cost(

@@ -124,8 +124,11 @@ def share(case: Case, k: int, ranks: list[int], inputs: dict[str, torch.Tensor])
 DIFFERENTIABLE = ("r_pos", "r_neg", "policy_chosen_logps", "policy_rejected_logps")
 
 
-def run_case(case: Case, inputs: dict[str, torch.Tensor], group: Any) -> dict[str, torch.Tensor]:
-    """The loss on ``inputs`` and the gradients of its probe-weighted sum, as a dict."""
+def run_case(
+    case: Case, inputs: dict[str, torch.Tensor], group: Any, compiled: bool = False
+) -> dict[str, torch.Tensor]:
+    """The loss on ``inputs`` and the gradients of its probe-weighted sum, as a dict;
+    ``compiled``: the function under ``torch.compile`` (AOTAutograd, no Inductor)."""
     inputs = {n: x.clone().requires_grad_(n in DIFFERENTIABLE) for n, x in inputs.items()}
     tensors = {n: x for n, x in inputs.items() if n in DIFFERENTIABLE or n.startswith("ref_")}
     weights = {n: x for n, x in inputs.items() if n.endswith("weights")}
@@ -134,6 +137,8 @@ def run_case(case: Case, inputs: dict[str, torch.Tensor], group: Any) -> dict[st
         out = module_cls(**case.options, group=group)(*tensors.values(), **weights)
     else:
         fn: Callable[..., torch.Tensor] = aot_loss.paired if case.paired else aot_loss.unpaired
+        if compiled:
+            fn = torch.compile(fn, backend="aot_eager")
         out = fn(*tensors.values(), **weights, **case.options, group=group)
     probe = torch.linspace(0.5, 1.5, out.numel(), dtype=out.dtype).reshape(out.shape)
     (out * probe).sum().backward()
@@ -189,7 +194,14 @@ def _bad_call(rank: int, k: int, **overrides: Any) -> None:
     aot_loss.unpaired(**kwargs, group="world")
 
 
+def _paired_weights_dtype_by_rank(rank: int, k: int) -> None:
+    """Paired weights in float32 on rank 1 and float64 elsewhere: the same call after upcasting."""
+    logps = torch.randn(4, 3, dtype=f64)
+    aot_loss.paired(*logps, weights=torch.ones(3, dtype=torch.float32 if rank == 1 else f64), group="world")
+
+
 ERROR_CASES: dict[str, Callable[[int, int], None]] = {
+    "paired_weights_dtype_by_rank": _paired_weights_dtype_by_rank,  # not an error
     "dtype": lambda rank, k: _bad_call(rank, k, r_pos=torch.randn(3), r_neg=torch.randn(2)),
     "rows": lambda rank, k: _bad_call(rank, k, r_pos=torch.randn(2, 3, dtype=f64), r_neg=torch.randn(2, 2, dtype=f64)),
     "options": lambda rank, k: _bad_call(rank, k, beta=0.5),
@@ -242,6 +254,10 @@ def worker(rank: int, k: int, init_file: str, out_dir: str) -> None:
                 results[f"error_{name}"] = ("no error", "")
             except Exception as e:
                 results[f"error_{name}"] = (type(e).__name__, str(e))
+        case = CASES_BY_NAME["unpaired_weights"]
+        results["compiled"] = run_case(
+            case, share(case, k, [rank], whole_inputs(case, k)), "world", compiled=True
+        )
         case = CASES[0]
         results["after_errors"] = run_case(case, share(case, k, [rank], whole_inputs(case, k)), "world")
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
