@@ -231,6 +231,10 @@ def accelerate_worker(rank: int, k: int, port: int, out_dir: str) -> None:
     grads = {f"param_{n}": p.grad for n, p in accelerator.unwrap_model(wrapped).named_parameters()}
     result = {"out": loss.detach(), "type": str(accelerator.distributed_type), **grads}
     torch.save(result, Path(out_dir) / f"rank{rank}.pt")
+    # Tear down in order: the DDP wrapper (whose destructor talks to the process group) before
+    # the group, and only once every rank is done; left to interpreter exit, it can hang.
+    accelerator.wait_for_everyone()
+    del wrapped, rewards, loss
     accelerator.end_training()
 
 

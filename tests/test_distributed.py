@@ -13,6 +13,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -39,13 +40,24 @@ from aot_loss import _distributed
 WORLD_SIZES = (2, 3)
 
 
+def spawn(fn, args: tuple, nprocs: int, deadline_s: float = 240.0) -> None:
+    """``mp.spawn`` that fails, rather than hangs, if the ranks are not done by the deadline."""
+    context = mp.start_processes(fn, args=args, nprocs=nprocs, join=False, start_method="spawn")
+    start = time.monotonic()
+    while not context.join(timeout=1.0):
+        if time.monotonic() - start > deadline_s:
+            for process in context.processes:
+                process.kill()
+            raise AssertionError(f"the {nprocs} ranks did not finish within {deadline_s:.0f} s")
+
+
 @pytest.fixture(scope="module", params=WORLD_SIZES, ids=lambda k: f"{k}ranks")
 def ranks(request, tmp_path_factory):
     """Spawn k gloo processes once per world size; return (k, per-rank results)."""
     k = request.param
     tmp = tmp_path_factory.mktemp(f"dist{k}")
     try:
-        mp.spawn(worker, args=(k, str(tmp / "init"), str(tmp)), nprocs=k, join=True)
+        spawn(worker, (k, str(tmp / "init"), str(tmp)), k)
     except Exception as e:
         logs = "\n".join(p.read_text() for p in sorted(tmp.glob("rank*.err")))
         raise AssertionError(f"a rank failed:\n{logs}") from e
@@ -128,7 +140,7 @@ def test_accelerate_parameter_gradients_equal_the_single_process_gradients(tmp_p
     with socket.socket() as s:  # a free port for accelerate's env:// rendezvous
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.spawn(accelerate_worker, args=(k, port, str(tmp_path)), nprocs=k, join=True)
+    spawn(accelerate_worker, (k, port, str(tmp_path)), k)
     results = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(k)]
     assert {r.pop("type") for r in results} == {"DistributedType.MULTI_CPU"}
     assert_model_results(results, k)
