@@ -172,6 +172,40 @@ def wrapped_model_case(rank: int, k: int, wrapper: str) -> dict[str, torch.Tenso
     return {"out": loss.detach(), **grads}
 
 
+LLM_SEQUENCES = [
+    ([5, 6, 7], [8, 9]),
+    ([11], [12, 13]),
+    ([20, 21], [24, 25, 26]),
+    ([30, 31], [32]),
+    ([3, 4], [5]),
+    ([9], [9, 8, 7]),
+    ([40, 41, 42], [43, 44]),
+]
+LLM_DESIRABLE = [True, False, True, True, False, False, True]
+
+
+def llm_case(ranks: list[int], k: int) -> dict[str, torch.Tensor]:
+    """aot_loss.llm.unpaired_loss with group="world" on a tiny GPT-2, the sequences of
+    ``ranks`` (all of them: the single-process run); the loss and the policy's gradients."""
+    from test_llm_logps import batch, tiny_model
+    from test_llm_reference import perturb
+
+    from aot_loss.llm import PolicyWithReference, unpaired_loss
+
+    policy = tiny_model("gpt2")
+    model = PolicyWithReference(policy)
+    perturb(policy, 0.2)
+    shares = torch.tensor_split(torch.arange(len(LLM_SEQUENCES)), k)
+    rows = torch.cat([shares[r] for r in ranks]).tolist()
+    ids, attention, completion = batch("right", [LLM_SEQUENCES[i] for i in rows])
+    tensors = {"input_ids": ids, "attention_mask": attention, "completion_mask": completion}
+    desirable = torch.tensor([LLM_DESIRABLE[i] for i in rows])
+    group = "world" if len(ranks) == 1 else None
+    out = unpaired_loss(model, tensors, desirable, beta=0.5, group=group)
+    out.loss.backward()
+    return {"out": out.loss.detach(), **{f"param_{n}": p.grad for n, p in policy.named_parameters()}}
+
+
 def ddp_problem(k: int) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
     """The model (same initial weights everywhere) and the whole batch of features."""
     g = torch.Generator().manual_seed(7 + k)
@@ -250,6 +284,7 @@ def worker(rank: int, k: int, init_file: str, out_dir: str) -> None:
             group = (subgroup if rank < 2 else None) if case.subgroup else "world"
             mine = share(case, k, [rank], whole_inputs(case, k))
             results[case.name] = run_case(case, mine, group)
+        results["llm"] = llm_case([rank], k)
         for wrapper in ("ddp", "fsdp"):
             results[wrapper] = wrapped_model_case(rank, k, wrapper)
         for name, call in ERROR_CASES.items():

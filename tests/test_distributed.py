@@ -27,6 +27,7 @@ from distributed_cases import (
     ERROR_CASES,
     accelerate_worker,
     ddp_problem,
+    llm_case,
     run_case,
     share,
     whole_inputs,
@@ -132,6 +133,17 @@ def assert_model_results(results: list[dict], k: int) -> None:
 def test_wrapped_model_parameter_gradients_equal_the_single_process_gradients(ranks, wrapper):
     k, results = ranks
     assert_model_results([r[wrapper] for r in results], k)
+
+
+def test_llm_wrapper_loss_with_a_group_averages_to_the_single_process_gradients(ranks):
+    k, results = ranks
+    want = llm_case(list(range(k)), k)
+    for rank in range(k):
+        torch.testing.assert_close(results[rank]["llm"]["out"], want["out"], rtol=1e-10, atol=0)
+    for name, grad in want.items():
+        if name.startswith("param_"):  # DDP's average of the ranks' gradients
+            mean = torch.stack([results[rank]["llm"][name] for rank in range(k)]).mean(0)
+            torch.testing.assert_close(mean, grad, rtol=1e-6, atol=1e-12, msg=name)
 
 
 def test_accelerate_parameter_gradients_equal_the_single_process_gradients(tmp_path):
