@@ -52,6 +52,9 @@ def main() -> None:
         if rank == 0 and (step == 1 or step % 10 == 0 or step == args.steps):
             print(f"step {step:3d}  global loss {loss.item():.4f}  ({world} ranks)", flush=True)
     print(f"rank {rank}: final global loss {loss.item():.6f}", flush=True)  # the same on every rank
+    # Free the DDP wrapper before the process group: if the group outlives it, its destructor
+    # runs at interpreter exit and can deadlock with gloo's worker thread (torch 2.13).
+    del ddp
     dist.destroy_process_group()
 
 

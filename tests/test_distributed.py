@@ -203,7 +203,7 @@ def test_torchrun_example_trains_with_the_same_global_loss_on_every_rank():
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "3"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run(
-        [*command, str(example), "--steps", "30"], capture_output=True, text=True, env=env, timeout=300
+        [*command, str(example), "--steps", "30"], capture_output=True, text=True, env=env, timeout=120
     )
     assert run.returncode == 0, run.stderr[-3000:]
     steps = [float(x) for x in re.findall(r"global loss (\d+\.\d+)  \(3 ranks\)", run.stdout)]
