@@ -30,6 +30,7 @@ GROUP_CHOICES = "None, 'world' or a torch.distributed.ProcessGroup"
 
 # One int64 per field; a rank that failed its own checks sends status 1 and zeros.
 _FIELDS = ("status", "rows", "n_u", "n_v", "u_weights", "v_weights", "dtype", "device", "options")
+_COLUMN = {field: i for i, field in enumerate(_FIELDS)}
 _OK, _FAILED = 0, 1
 _DTYPES = (torch.float32, torch.float64)  # the computation dtypes (half is upcast first)
 _NO_WEIGHTS, _WEIGHTS, _SHARED_WEIGHTS = 0, 1, 2  # 2: v uses u's weights (paired)
@@ -119,14 +120,14 @@ def gather(
     table = _exchange_headers(group, header)
     _check_agreement(table, names)
     rank, size = dist.get_rank(group), len(table)
-    for column, name in ((2, names[0]), (3, names[1])):
-        if sum(row[column] for row in table) == 0:
+    for field, name in (("n_u", names[0]), ("n_v", names[1])):
+        if sum(row[_COLUMN[field]] for row in table) == 0:
             raise ValueError(f"{name} must not be empty: it has no samples on any rank of the group")
 
     rows = u.dim() == 2
     local = [x for x in (u, v, u_weights, None if shared else v_weights) if x is not None]
     local = [x if rows else x.unsqueeze(0) for x in local]
-    pieces = _gather_padded(group, local, [[row[2], row[3], *_weight_sizes(row)] for row in table])
+    pieces = _gather_padded(group, local, [_piece_sizes(row) for row in table])
     merged = []
     for j, mine in enumerate(local):
         parts = [pieces[r][j] for r in range(size)]
@@ -147,22 +148,30 @@ def gather(
     return gu, gv, gu_weights, gv_weights
 
 
-def _weight_sizes(row: Sequence[int]) -> list[int]:
-    """The lengths of a rank's weight pieces, from its header row."""
-    n_u, n_v, u_flag, v_flag = row[2], row[3], row[4], row[5]
-    return [n_u] * (u_flag == _WEIGHTS) + [n_v] * (v_flag == _WEIGHTS)
+def _piece_sizes(row: Sequence[int]) -> list[int]:
+    """The lengths of a rank's pieces (u, v, then the weights it sends), from its header row."""
+    n_u, n_v = row[_COLUMN["n_u"]], row[_COLUMN["n_v"]]
+    u_flag, v_flag = row[_COLUMN["u_weights"]], row[_COLUMN["v_weights"]]
+    return [n_u, n_v] + [n_u] * (u_flag == _WEIGHTS) + [n_v] * (v_flag == _WEIGHTS)
 
 
 def _fingerprint(options: Options) -> int:
     """A stable 32-bit hash of the options that change the loss (not backends or checks)."""
     cost = options.name or getattr(options.cost, "__qualname__", type(options.cost).__name__)
-    o = options
-    return zlib.crc32(repr((cost, o.beta, o.label_smoothing, o.reduction, o.sort, o.soft_strength)).encode())
+    key = (
+        cost,
+        options.beta,
+        options.label_smoothing,
+        options.reduction,
+        options.sort,
+        options.soft_strength,
+    )
+    return zlib.crc32(repr(key).encode())
 
 
 def _check_agreement(table: list[list[int]], names: Sequence[str]) -> None:
     """Raise, identically on every rank, if ranks failed or disagree on what must match."""
-    failed = [r for r, row in enumerate(table) if row[0] == _FAILED]
+    failed = [r for r, row in enumerate(table) if row[_COLUMN["status"]] == _FAILED]
     if failed:
         raise RuntimeError(
             f"rank(s) {failed} of the group rejected their inputs to the loss (the error is raised "
@@ -178,7 +187,7 @@ def _check_agreement(table: list[list[int]], names: Sequence[str]) -> None:
         "options": ("the loss options (loss, beta, label_smoothing, reduction, sort, soft_strength)", hex),
     }
     for field, (what, show) in checks.items():
-        column = [row[_FIELDS.index(field)] for row in table]
+        column = [row[_COLUMN[field]] for row in table]
         if len(set(column)) > 1:
             listing = ", ".join(f"rank {r}: {show(c)}" for r, c in enumerate(column))
             raise ValueError(
