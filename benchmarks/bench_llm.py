@@ -1,0 +1,118 @@
+"""Peak memory and step time of an AOT step on a small random Llama: full logits against
+``chunk_size`` (the LM head on completion tokens only, chunk by chunk, checkpointed), same run.
+
+A paired step (``aot_loss.llm.paired_loss``, reference a frozen copy) on 16 sequences (8 pairs)
+of 512 tokens, half prompt and half completion, vocabulary 32k, float32 on CPU. Each mode runs
+in a fresh process, with glibc told to return large freed blocks to the OS. Its peak memory is
+the process's peak resident set over the resident set before the measured steps (model,
+reference, gradients and the inputs), i.e. what a step adds at its peak. Time is the median
+of the steps after one warm-up.
+
+Goals (issue #5): chunked peak memory <= 0.35x naive, step time <= 1.2x naive.
+
+    python benchmarks/bench_llm.py            # full run, appends to benchmarks/results/
+    python benchmarks/bench_llm.py --quick    # smoke run (CI): batch 4, 128 tokens, vocab 8k
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+from _harness import append_results, bench_parser, fmt_time, results_dir
+
+MEMORY_GOAL, TIME_GOAL = 0.35, 1.2
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def _peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
+def run_mode(chunk_size: int | None, batch: int, seq: int, vocab: int, steps: int) -> dict[str, float]:
+    """One mode in this process: step times and the peak memory growth of the steps."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from aot_loss.llm import PolicyWithReference, paired_loss
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=vocab, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=seq,
+    )  # fmt: skip
+    policy = LlamaForCausalLM(config)
+    model = PolicyWithReference(policy, chunk_size=chunk_size)
+    pairs = batch // 2
+    ids = torch.randint(3, vocab, (2, pairs, seq))
+    completion = torch.zeros(pairs, seq, dtype=torch.long)
+    completion[:, seq // 2 :] = 1
+    chosen, rejected = (
+        {"input_ids": x, "attention_mask": torch.ones_like(x), "completion_mask": completion} for x in ids
+    )
+    optimizer = torch.optim.SGD(policy.parameters(), lr=1e-4)
+
+    def step() -> None:
+        out = paired_loss(model, chosen, rejected, beta=0.1)
+        optimizer.zero_grad(set_to_none=False)  # gradients stay allocated: not part of the peak
+        out.loss.backward()
+        optimizer.step()
+
+    step()  # warm-up; also allocates the gradients
+    before = _rss_bytes()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return {"step_s": statistics.median(times), "peak_bytes": _peak_rss_bytes() - before}
+
+
+def main() -> None:
+    parser = bench_parser(__doc__, "batch 4, 128 tokens, vocab 8k, 1 step (smoke test)")
+    parser.add_argument("--mode", help="internal: run one mode in this process and print JSON")
+    args = parser.parse_args()
+    shape = {"batch": 4, "seq": 128, "vocab": 8000, "steps": 1} if args.quick else {
+        "batch": 16, "seq": 512, "vocab": 32000, "steps": 3,
+    }  # fmt: skip
+    if args.mode is not None:  # a child process
+        chunk = None if args.mode == "naive" else int(args.mode)
+        print(json.dumps(run_mode(chunk, **shape)))
+        return
+    modes = {"naive": "naive", "chunked (chunk_size=1024)": "1024"}
+    results = {}
+    for name, mode in modes.items():
+        command = [sys.executable, __file__, "--mode", mode] + (["--quick"] if args.quick else [])
+        # A fixed mmap threshold makes glibc return every large freed block to the OS, so the
+        # resident set follows the live tensors instead of the allocator's cached arenas.
+        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+        run = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
+        results[name] = json.loads(run.stdout.strip().splitlines()[-1])
+    naive, chunked = results["naive"], results["chunked (chunk_size=1024)"]
+    memory_ratio = chunked["peak_bytes"] / naive["peak_bytes"]
+    time_ratio = chunked["step_s"] / naive["step_s"]
+    rows = [{"case": name, **shape, **r} for name, r in results.items()]
+    path = append_results("llm", rows, results_dir(args))
+    print(f"paired AOT step, small Llama, {shape}, threads={torch.get_num_threads()}")
+    for name, r in results.items():
+        print(
+            f"  {name:28s} step {fmt_time(r['step_s']):>9s}   peak growth {r['peak_bytes'] / 2**20:8.0f} MiB"
+        )
+    for what, ratio, goal in (("memory", memory_ratio, MEMORY_GOAL), ("time", time_ratio, TIME_GOAL)):
+        # the goals are for the full shape; a quick run's logits are too small to judge them
+        verdict = "not judged at --quick" if args.quick else f"{'ok' if ratio <= goal else 'MISS'} <= {goal}"
+        print(f"  {what:6s} chunked/naive {ratio:.3f}  [{verdict}]")
+    print(f"appended {len(rows)} rows to {path}")
+
+
+if __name__ == "__main__":
+    main()
