@@ -205,3 +205,76 @@ def _model():
 def test_bad_inputs_get_clear_errors(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def _loss_and_grads(model, variant, seed, **kwargs):
+    torch.manual_seed(seed)
+    model.policy.zero_grad()
+    if variant == "paired":
+        chosen = as_batch("left", SEQUENCES[:2])
+        rejected = as_batch("left", [(p, [40, 41, 42]) for p, _ in SEQUENCES[2:]])
+        out = paired_loss(model, chosen, rejected, beta=0.5, **kwargs)
+    else:
+        out = unpaired_loss(model, as_batch(), torch.tensor([True, False, True, False]), beta=0.5, **kwargs)
+    out.loss.backward()
+    return out.loss.detach(), {
+        n: p.grad.clone() for n, p in model.policy.named_parameters() if p.grad is not None
+    }
+
+
+def _assert_same(first, second):
+    (loss, grads), (other_loss, other_grads) = first, second
+    torch.testing.assert_close(other_loss, loss, rtol=1e-5, atol=1e-6)
+    assert grads.keys() == other_grads.keys() and len(grads) > 0
+    for name in grads:
+        torch.testing.assert_close(other_grads[name], grads[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("micro", [1, 3])
+@pytest.mark.parametrize("variant", ["paired", "unpaired"])
+def test_two_pass_path_equals_the_naive_path_in_float32(micro, variant):
+    model = PolicyWithReference(tiny_model("llama", torch.float32))
+    perturb(model.policy)
+    _assert_same(
+        _loss_and_grads(model, variant, 5), _loss_and_grads(model, variant, 5, micro_batch_size=micro)
+    )
+
+
+@pytest.mark.parametrize("variant", ["paired", "unpaired"])
+def test_two_pass_path_replays_dropout(variant, monkeypatch):
+    """With dropout, the second pass must draw the first pass's masks: its gradients are those
+    of one pass over the same micro-batches with gradients."""
+    model = PolicyWithReference(tiny_model("gpt2", torch.float32, resid_pdrop=0.3, attn_pdrop=0.3)).train()
+    perturb(model.policy)
+    two_pass = _loss_and_grads(model, variant, 5, micro_batch_size=2)
+    plain = PolicyWithReference.policy_logps
+
+    def one_pass_by_micro_batch(self, input_ids, attention_mask, completion_mask, micro_batch_size=None):
+        chunks = zip(input_ids.split(2), attention_mask.split(2), completion_mask.split(2), strict=True)
+        return torch.cat([plain(self, *chunk) for chunk in chunks])
+
+    monkeypatch.setattr(PolicyWithReference, "policy_logps", one_pass_by_micro_batch)
+    _assert_same(_loss_and_grads(model, variant, 5), two_pass)
+
+
+def test_two_pass_path_holds_one_micro_batch_at_a_time(monkeypatch):
+    from aot_loss.llm import reference
+
+    calls = []
+
+    def recording(model, input_ids, *args, **kwargs):
+        calls.append((input_ids.shape[0], torch.is_grad_enabled()))
+        return sequence_logps(model, input_ids, *args, **kwargs)
+
+    monkeypatch.setattr(reference, "sequence_logps", recording)
+    model = PolicyWithReference(tiny_model("gpt2"))
+    out = unpaired_loss(model, as_batch(), torch.tensor([True, False, True, False]), micro_batch_size=2)
+    out.loss.backward()
+    # the reference (4 rows), pass 1 without gradients (2 + 2), pass 2 with gradients (2 + 2)
+    assert calls == [(4, False), (2, False), (2, False), (2, True), (2, True)]
+
+
+def test_micro_batch_size_is_checked():
+    model = PolicyWithReference(tiny_model("gpt2"))
+    with pytest.raises(ValueError, match=r"micro_batch_size must be a positive int or None, got 0"):
+        model.policy_logps(*as_batch().values(), micro_batch_size=0)

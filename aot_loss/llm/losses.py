@@ -45,6 +45,7 @@ def paired_loss(
     rejected: Batch,
     *,
     weights: Tensor | None = None,
+    micro_batch_size: int | None = None,
     **options: Any,
 ) -> AOTOutput:
     r"""Paired AOT on (prompt, chosen, rejected) triples:
@@ -67,6 +68,12 @@ def paired_loss(
             (and `keys` for a cached reference).
         rejected: the rejected completions, row $i$ paired with `chosen` row $i$.
         weights: per-pair masses, as in [`aot_loss.paired`][aot_loss.paired].
+        micro_batch_size: the memory-efficient two-pass path: the policy runs without
+            gradients on `micro_batch_size` sequences at a time, the loss's gradient with
+            respect to each sequence's log-probability is taken, and the backward reruns each
+            micro-batch with gradients (see
+            [`PolicyWithReference.policy_logps`][aot_loss.llm.PolicyWithReference.policy_logps]).
+            Same values and gradients.
         **options: any option of [`aot_loss.paired`][aot_loss.paired]: `loss`, `beta`,
             `label_smoothing`, `reduction`, `sort`, `soft_strength`, `group`, ...
 
@@ -96,7 +103,7 @@ def paired_loss(
     both = _concat(chosen, rejected)
     keys = both.get("keys")
     ref = model.reference_logps(*_tensors(both), keys=keys)
-    policy = model.policy_logps(*_tensors(both))
+    policy = model.policy_logps(*_tensors(both), micro_batch_size=micro_batch_size)
     pc, pr, rc, rr = policy[:n], policy[n:], ref[:n].to(policy.dtype), ref[n:].to(policy.dtype)
     loss = paired(pc, pr, rc, rr, weights=weights, **options)
     chosen_rewards, rejected_rewards = (pc - rc).detach(), (pr - rr).detach()
@@ -112,6 +119,7 @@ def unpaired_loss(
     desirable: Tensor,
     *,
     weights: Tensor | None = None,
+    micro_batch_size: int | None = None,
     **options: Any,
 ) -> AOTOutput:
     r"""Unpaired AOT on completions labelled desirable or undesirable (counts may differ):
@@ -132,6 +140,7 @@ def unpaired_loss(
             for a cached reference).
         desirable: `True` for desirable (chosen) completions, `False` for undesirable ones.
         weights: per-completion masses, split into `pos_weights`/`neg_weights`.
+        micro_batch_size: the two-pass path, as in [`paired_loss`][aot_loss.llm.paired_loss].
         **options: any option of [`aot_loss.unpaired`][aot_loss.unpaired]: `loss`, `beta`,
             `label_smoothing`, `reduction`, `sort`, `soft_strength`, `group`, ...
 
@@ -158,7 +167,7 @@ def unpaired_loss(
         )
         raise ValueError(f"desirable must be a bool tensor of shape ({ids.shape[0]},), got {shown}")
     desirable = desirable.to(ids.device)
-    rewards = model.rewards(*_tensors(batch), keys=batch.get("keys"))
+    rewards = model.rewards(*_tensors(batch), keys=batch.get("keys"), micro_batch_size=micro_batch_size)
     pos_weights, neg_weights = (None, None) if weights is None else (weights[desirable], weights[~desirable])
     loss = unpaired(
         rewards[desirable], rewards[~desirable], pos_weights=pos_weights, neg_weights=neg_weights, **options

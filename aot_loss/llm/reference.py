@@ -167,9 +167,36 @@ class PolicyWithReference(nn.Module):
                 f"reference must be 'copy', 'adapters', a model or a ReferenceCache, got {reference!r}"
             )
 
-    def policy_logps(self, input_ids: Tensor, attention_mask: Tensor, completion_mask: Tensor) -> Tensor:
-        """Completion log-probabilities under the policy (with gradients)."""
-        return self._logps(self.policy, input_ids, attention_mask, completion_mask)
+    def policy_logps(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        completion_mask: Tensor,
+        micro_batch_size: int | None = None,
+    ) -> Tensor:
+        """Completion log-probabilities under the policy (with gradients).
+
+        With `micro_batch_size`, two passes: the forward runs the policy without gradients,
+        `micro_batch_size` sequences at a time; the backward reruns each micro-batch with
+        gradients (same random state, so the same dropout) and back-propagates its share of
+        the incoming gradient. Only one micro-batch's activations are alive at a time, at the
+        price of a second forward pass. Not for DDP, whose gradient hooks expect one backward
+        per parameter and step."""
+        tensors = (input_ids, attention_mask, completion_mask)
+        if micro_batch_size is None:
+            return self._logps(self.policy, *tensors)
+        if (
+            isinstance(micro_batch_size, bool)
+            or not isinstance(micro_batch_size, int)
+            or micro_batch_size < 1
+        ):
+            raise ValueError(f"micro_batch_size must be a positive int or None, got {micro_batch_size!r}")
+        anchor = next((p for p in self.policy.parameters() if p.requires_grad), None)
+        if anchor is None or not torch.is_grad_enabled():
+            with torch.no_grad():
+                return self._logps(self.policy, *tensors)
+        logps: Tensor = _TwoPass.apply(anchor, self, tensors, micro_batch_size)
+        return logps
 
     def _logps(
         self, model: nn.Module, input_ids: Tensor, attention_mask: Tensor, completion_mask: Tensor
@@ -207,10 +234,12 @@ class PolicyWithReference(nn.Module):
         attention_mask: Tensor,
         completion_mask: Tensor,
         keys: Sequence[Hashable] | None = None,
+        micro_batch_size: int | None = None,
     ) -> Tensor:
-        r"""$\log\pi_\theta - \log\pi_{ref}$ per sequence, differentiable in the policy only."""
+        r"""$\log\pi_\theta - \log\pi_{ref}$ per sequence, differentiable in the policy only
+        (`micro_batch_size`: the two-pass path of `policy_logps`)."""
         ref = self.reference_logps(input_ids, attention_mask, completion_mask, keys)
-        policy = self.policy_logps(input_ids, attention_mask, completion_mask)
+        policy = self.policy_logps(input_ids, attention_mask, completion_mask, micro_batch_size)
         return policy - ref.to(policy.dtype)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, completion_mask: Tensor) -> Tensor:
@@ -222,6 +251,43 @@ class PolicyWithReference(nn.Module):
         if isinstance(self.reference, nn.Module):
             self.reference.eval()  # the reference never leaves eval mode
         return self
+
+
+class _TwoPass(torch.autograd.Function):
+    """Policy log-probs computed without gradients, then recomputed micro-batch by micro-batch
+    in the backward. ``anchor`` (a trainable parameter) only ties the output to the graph."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, anchor: Tensor, owner: PolicyWithReference, tensors: tuple[Tensor, ...], size: int
+    ) -> Tensor:
+        ctx.owner, ctx.tensors, ctx.size, ctx.states = owner, tensors, size, []
+        parts = []
+        for chunk in zip(*(torch.split(t, size) for t in tensors), strict=True):
+            ctx.states.append(_rng_state())
+            parts.append(owner._logps(owner.policy, *chunk))
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[None, None, None, None]:
+        chunks = zip(*(torch.split(t, ctx.size) for t in ctx.tensors), strict=True)
+        for chunk, state, g in zip(chunks, ctx.states, torch.split(grad, ctx.size), strict=True):
+            with torch.random.fork_rng(devices=state[1].keys()), torch.enable_grad():
+                _set_rng_state(state)
+                torch.autograd.backward(ctx.owner._logps(ctx.owner.policy, *chunk), g)
+        return None, None, None, None
+
+
+def _rng_state() -> tuple[Tensor, dict[int, Tensor]]:
+    cuda = torch.cuda.is_initialized()
+    devices = range(torch.cuda.device_count()) if cuda else range(0)
+    return torch.get_rng_state(), {d: torch.cuda.get_rng_state(d) for d in devices}
+
+
+def _set_rng_state(state: tuple[Tensor, dict[int, Tensor]]) -> None:
+    torch.set_rng_state(state[0])
+    for device, cuda_state in state[1].items():
+        torch.cuda.set_rng_state(cuda_state, device)
 
 
 def _frozen(model: nn.Module) -> nn.Module:
