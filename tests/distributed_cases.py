@@ -162,9 +162,7 @@ def wrapped_model_case(rank: int, k: int, wrapper: str) -> dict[str, torch.Tenso
             if isinstance(layer, torch.nn.Linear):
                 fully_shard(layer)
         forward = fully_shard(model)
-    pos, neg = torch.tensor_split(x_pos, k)[rank], torch.tensor_split(x_neg, k)[rank]
-    rewards = forward(torch.cat([pos, neg])).squeeze(-1)
-    loss = aot_loss.unpaired(rewards[: len(pos)], rewards[len(pos) :], beta=0.5, group="world")
+    loss = model_loss(forward, *rank_share(rank, k, x_pos, x_neg), group="world")
     loss.backward()
     grads = {f"param_{n}": p.grad for n, p in model.named_parameters()}
     if wrapper == "fsdp":  # sharded DTensors: every rank assembles the whole gradient
@@ -204,6 +202,22 @@ def llm_case(ranks: list[int], k: int) -> dict[str, torch.Tensor]:
     out = unpaired_loss(model, tensors, desirable, beta=0.5, group=group)
     out.loss.backward()
     return {"out": out.loss.detach(), **{f"param_{n}": p.grad for n, p in policy.named_parameters()}}
+
+
+def rank_share(
+    rank: int, k: int, x_pos: torch.Tensor, x_neg: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The chosen and rejected features that ``rank`` of ``k`` holds (uneven slices)."""
+    return torch.tensor_split(x_pos, k)[rank], torch.tensor_split(x_neg, k)[rank]
+
+
+def model_loss(
+    forward: Callable[[torch.Tensor], torch.Tensor], x_pos: torch.Tensor, x_neg: torch.Tensor, group: Any
+) -> torch.Tensor:
+    """The unpaired loss of the rewards that ``forward`` gives chosen and rejected features,
+    scored in one forward call (DDP expects one forward per backward)."""
+    rewards = forward(torch.cat([x_pos, x_neg])).squeeze(-1)
+    return aot_loss.unpaired(rewards[: len(x_pos)], rewards[len(x_pos) :], beta=0.5, group=group)
 
 
 def ddp_problem(k: int) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
@@ -258,9 +272,7 @@ def accelerate_worker(rank: int, k: int, port: int, out_dir: str) -> None:
     accelerator = Accelerator(cpu=True)
     model, x_pos, x_neg = ddp_problem(k)
     wrapped = accelerator.prepare(model)
-    pos, neg = torch.tensor_split(x_pos, k)[rank], torch.tensor_split(x_neg, k)[rank]
-    rewards = wrapped(torch.cat([pos, neg])).squeeze(-1)
-    loss = aot_loss.unpaired(rewards[: len(pos)], rewards[len(pos) :], beta=0.5, group="world")
+    loss = model_loss(wrapped, *rank_share(rank, k, x_pos, x_neg), group="world")
     accelerator.backward(loss)
     grads = {f"param_{n}": p.grad for n, p in accelerator.unwrap_model(wrapped).named_parameters()}
     result = {"out": loss.detach(), "type": str(accelerator.distributed_type), **grads}
@@ -268,7 +280,7 @@ def accelerate_worker(rank: int, k: int, port: int, out_dir: str) -> None:
     # Tear down in order: the DDP wrapper (whose destructor talks to the process group) before
     # the group, and only once every rank is done; left to interpreter exit, it can hang.
     accelerator.wait_for_everyone()
-    del wrapped, rewards, loss
+    del wrapped, loss
     accelerator.end_training()
 
 

@@ -28,6 +28,7 @@ from distributed_cases import (
     accelerate_worker,
     ddp_problem,
     llm_case,
+    model_loss,
     run_case,
     share,
     whole_inputs,
@@ -115,8 +116,7 @@ def test_global_loss_equals_the_quantile_integral_oracle(ranks, name):
 def single_process_model_gradients(k: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The unwrapped model on the whole batch: the loss and the parameter gradients."""
     model, x_pos, x_neg = ddp_problem(k)
-    rewards = model(torch.cat([x_pos, x_neg])).squeeze(-1)
-    loss = aot_loss.unpaired(rewards[: len(x_pos)], rewards[len(x_pos) :], beta=0.5)
+    loss = model_loss(model, x_pos, x_neg, group=None)
     loss.backward()
     return loss.detach(), {f"param_{n}": p.grad for n, p in model.named_parameters()}
 
