@@ -94,12 +94,9 @@ def paired_loss(
         >>> round(out.loss.item(), 4)  # log 2: policy = reference, chosen = rejected
         0.6931
     """
-    n = _tensors(chosen)[0].shape[0]
-    if _tensors(rejected)[0].shape[0] != n:
-        raise ValueError(
-            f"chosen and rejected must have the same number of rows (pairs), got {n} and "
-            f"{_tensors(rejected)[0].shape[0]}"
-        )
+    n, m = _tensors(chosen)[0].shape[0], _tensors(rejected)[0].shape[0]
+    if m != n:
+        raise ValueError(f"chosen and rejected must have the same number of rows (pairs), got {n} and {m}")
     both = _concat(chosen, rejected)
     keys = both.get("keys")
     ref = model.reference_logps(*_tensors(both), keys=keys)
@@ -168,11 +165,10 @@ def unpaired_loss(
         raise ValueError(f"desirable must be a bool tensor of shape ({ids.shape[0]},), got {shown}")
     desirable = desirable.to(ids.device)
     rewards = model.rewards(*_tensors(batch), keys=batch.get("keys"), micro_batch_size=micro_batch_size)
+    r_pos, r_neg = rewards[desirable], rewards[~desirable]
     pos_weights, neg_weights = (None, None) if weights is None else (weights[desirable], weights[~desirable])
-    loss = unpaired(
-        rewards[desirable], rewards[~desirable], pos_weights=pos_weights, neg_weights=neg_weights, **options
-    )
-    chosen_rewards, rejected_rewards = rewards[desirable].detach(), rewards[~desirable].detach()
+    loss = unpaired(r_pos, r_neg, pos_weights=pos_weights, neg_weights=neg_weights, **options)
+    chosen_rewards, rejected_rewards = r_pos.detach(), r_neg.detach()
     stats = _reward_stats(chosen_rewards, rejected_rewards)
     if len(chosen_rewards) and len(rejected_rewards):  # a rank's share under group= may lack one side
         wins = chosen_rewards.unsqueeze(1) > rejected_rewards.unsqueeze(0)
@@ -188,12 +184,10 @@ def _reward_stats(chosen: Tensor, rejected: Tensor) -> dict[str, float]:
             continue
         r = r.double()
         stats[f"{name}_reward_mean"] = r.mean().item()
-        for q, value in zip(
-            QUANTILES,
-            torch.quantile(r, torch.tensor(QUANTILES, dtype=r.dtype, device=r.device)).tolist(),
-            strict=True,
-        ):
-            stats[f"{name}_reward_q{round(q * 100)}"] = value
+        values = torch.quantile(r, torch.tensor(QUANTILES, dtype=r.dtype, device=r.device)).tolist()
+        stats.update(
+            {f"{name}_reward_q{round(q * 100)}": value for q, value in zip(QUANTILES, values, strict=True)}
+        )
     return stats
 
 
