@@ -21,7 +21,12 @@ def tokenize_completion(
     max_length: int | None = None,
     max_prompt_length: int | None = None,
 ) -> tuple[list[int], list[int]]:
-    """The token ids of a prompt and of its completion, ready to concatenate.
+    r"""The token ids of a prompt and of its completion, ready to concatenate.
+
+    With $p$ the prompt's ids and $c$ the completion's, the sequence is $x = p \Vert c$ and
+    [`sequence_logps`][aot_loss.llm.sequence_logps] scores
+    $\sum_{j} \log \pi(c_j \mid p, c_{<j})$. Truncation keeps $p_{-P:}$ and
+    $c_{:L-|p|}$ for `max_prompt_length` $P$ and `max_length` $L$.
 
     - **With a chat template**, the prompt becomes a user turn, or the messages you pass,
       followed by the generation prompt. The completion is the assistant's turn, end-of-turn

@@ -31,6 +31,17 @@ class AOTOutput:
         chosen_rewards: rewards $\\log\\pi_\\theta - \\log\\pi_{ref}$ of the chosen
             (desirable) completions, detached.
         rejected_rewards: the same for the rejected (undesirable) completions.
+
+    Shape:
+        - `loss`: as for the core function (`()` for the default `reduction="mean"`).
+        - `chosen_rewards`: $(n_+,)$; `rejected_rewards`: $(n_-,)$ ($n_+ = n_-$ for pairs).
+
+    Example:
+        >>> import torch
+        >>> from aot_loss.llm import AOTOutput
+        >>> out = AOTOutput(torch.tensor(0.5), {"reward_accuracy": 1.0}, torch.ones(2), torch.zeros(2))
+        >>> out.metrics["reward_accuracy"], tuple(out.chosen_rewards.shape)
+        (1.0, (2,))
     """
 
     loss: Tensor
