@@ -40,6 +40,11 @@ def check_group(group: object) -> None:
     """The type of a ``group`` argument, checked when a Module is built (no process group needed)."""
     if group is None or (isinstance(group, str) and group == "world") or _is_process_group(group):
         return
+    if dist.is_available() and type(group) is int and group == dist.GroupMember.NON_GROUP_MEMBER:
+        raise ValueError(
+            "this process is not a member of the group: torch.distributed.new_group returned "
+            "GroupMember.NON_GROUP_MEMBER on this rank; pass group=None (or its own group) here"
+        )
     raise (ValueError if isinstance(group, str) else TypeError)(
         f"group must be {GROUP_CHOICES}, got {group!r}"
     )

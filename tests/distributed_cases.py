@@ -305,6 +305,12 @@ def worker(rank: int, k: int, init_file: str, out_dir: str) -> None:
                 results[f"error_{name}"] = ("no error", "")
             except Exception as e:
                 results[f"error_{name}"] = (type(e).__name__, str(e))
+        if rank >= 2:  # outside dist.new_group([0, 1]), which returned a sentinel here
+            try:
+                aot_loss.unpaired(torch.randn(3), torch.randn(3), group=subgroup)
+                results["error_non_member"] = ("no error", "")
+            except Exception as e:
+                results["error_non_member"] = (type(e).__name__, str(e))
         case = CASES_BY_NAME["unpaired_weights"]
         results["compiled"] = run_case(
             case, share(case, k, [rank], whole_inputs(case, k)), "world", compiled=True

@@ -186,6 +186,14 @@ def test_disagreeing_or_failing_ranks_raise_on_every_rank(ranks, name):
         assert message in got_message, (rank, got_message)
 
 
+def test_a_rank_outside_a_subgroup_gets_a_clear_error(ranks):
+    k, results = ranks
+    if k < 3:
+        pytest.skip("every rank of 2 belongs to the subgroup of ranks 0 and 1")
+    kind, message = results[2]["error_non_member"]
+    assert kind == "ValueError" and "this process is not a member of the group" in message, message
+
+
 @pytest.mark.parametrize(
     ("key", "case_name"), [("after_errors", CASES[0].name), ("compiled", "unpaired_weights")]
 )
