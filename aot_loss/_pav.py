@@ -198,6 +198,7 @@ def _merge(stat: Tensor, merged: Tensor, count: int, regularization: str) -> Ten
         return torch.zeros(count, dtype=stat.dtype, device=stat.device).index_add_(0, merged, stat)
     top = torch.full((count,), -math.inf, dtype=stat.dtype, device=stat.device)
     top = top.scatter_reduce(0, merged, stat, "amax")
+    top = torch.where(torch.isinf(top), 0.0, top)  # inf - inf would be NaN; exp/log give +-inf
     total = torch.zeros_like(top).index_add_(0, merged, torch.exp(stat - top[merged]))
     return top + torch.log(total)
 

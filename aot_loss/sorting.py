@@ -65,9 +65,11 @@ def soft_sort(
 
     NaN and infinity:
         NaN sorts last (as in `torch.sort`), stays NaN and leaves the other values as if
-        it were absent. An infinite value is more than any spacing away from the others,
-        so it pools the whole row into one block: every value of the row becomes that
-        infinity (NaN if both signs occur).
+        it were absent. With `"l2"`, an infinite value is more than any spacing away from
+        the others, so it pools the whole row into one block: every value of the row
+        becomes that infinity (NaN if both signs occur). With `"kl"`, a block's level is a
+        soft minimum, which `+inf` does not move and `-inf` takes over: `+inf` values come
+        out as very large finite values would, and a `-inf` makes the row `-inf`.
 
     Example:
         >>> import torch, aot_loss

@@ -237,12 +237,25 @@ def test_nan_sorts_last_and_leaves_the_rest():
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_an_infinity_pools_the_whole_row(backend):
+def test_an_infinity_pools_the_whole_row_with_l2(backend):
     inf = float("inf")
     for x, expected in (([1.0, inf, 0.0], inf), ([1.0, -inf, 0.0], -inf)):
         out = aot_loss.soft_sort(torch.tensor(x), strength=0.5, backend=backend)
         assert torch.equal(out, torch.full((3,), expected))
     assert torch.isnan(aot_loss.soft_sort(torch.tensor([inf, 0.0, -inf]), backend=backend)).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_kl_infinities_follow_the_soft_minimum(backend):
+    """KL pools a block to a soft minimum, which +inf does not move and -inf takes over:
+    +inf values come out as huge finite ones would, and -inf makes the whole row -inf."""
+    inf, kw = float("inf"), {"strength": 0.3, "regularization": "kl", "backend": backend}
+    x = torch.tensor([1.0] * 60 + [inf] * 60, dtype=torch.float64)
+    out = aot_loss.soft_sort(x, **kw)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, aot_loss.soft_sort(x.nan_to_num(posinf=1e6), **kw))
+    y = torch.tensor([-inf, 1.0, -inf, 2.0, inf], dtype=torch.float64)
+    assert torch.equal(aot_loss.soft_sort(y, **kw), torch.full((5,), -inf, dtype=torch.float64))
 
 
 def test_double_backward_is_refused():

@@ -47,7 +47,7 @@ class LogSpan {  // log(sum_{k < L} exp(-k delta)) = log(1 - e^{-L delta}) - log
 
 inline double log_add_exp(double a, double b) {
   const double top = std::max(a, b);
-  if (top == -INFINITY) return top;
+  if (std::isinf(top)) return top;  // inf - inf would be NaN: lse with an infinite term is that term
   return top + std::log1p(std::exp(std::min(a, b) - top));
 }
 
