@@ -25,7 +25,9 @@ sort permutation, from which the backward rebuilds ``coef``.
 PAV is sequential; here it runs as rounds over all rows at once: each round pools every
 maximal run of blocks whose levels do not decrease (merges PAV would make, in a different
 order, which gives the same unique solution), until no two neighbours violate the order.
-Decisions are taken in float64 (float32 on MPS, which has no float64).
+The rounds run only on segments around the violations of the sorted input, which on
+heavy-tailed rows are a small share of it (see ``_pool``). Decisions are taken in float64
+(float32 on MPS, which has no float64).
 """
 
 from __future__ import annotations
@@ -53,11 +55,8 @@ def soft_sort_torch(x: Tensor, strength: float, regularization: str) -> tuple[Te
     z, perm = stable_sort(x.detach())
     if x.numel() == 0:
         return z, perm
-    rows = z.reshape(-1, n).to(_work_dtype(x))
-    block, stat, first, length = _pool(rows, 1.0 / strength, regularization)
-    values = _values(rows, block, stat, first, length, 1.0 / strength, regularization)
-    starts = torch.remainder(first, n)[block].reshape(x.shape)
-    return values.to(x.dtype).reshape(x.shape), (starts << 32) | perm
+    values, starts = _pool(z.reshape(-1, n).to(_work_dtype(x)), 1.0 / strength, regularization)
+    return values.to(x.dtype).reshape(x.shape), (starts.reshape(x.shape) << 32) | perm
 
 
 def soft_sort_backward_torch(grad: Tensor, x: Tensor, state: Tensor, regularization: str) -> Tensor:
@@ -94,37 +93,111 @@ def _log_span(length: Tensor, delta: float) -> Tensor:
     return torch.log(-torch.expm1(-length * delta)) - math.log(-math.expm1(-delta))
 
 
-def _levels(stat: Tensor, first: Tensor, length: Tensor, n: int, delta: float, regularization: str) -> Tensor:
-    """Dual level of each block (see the module docstring), comparable within a row."""
-    a = torch.remainder(first, n).to(stat.dtype)
+def _levels(stat: Tensor, start: Tensor, length: Tensor, delta: float, regularization: str) -> Tensor:
+    """Dual level of each block (see the module docstring), comparable within a row;
+    ``start`` is the position in its row of the block's first value."""
+    a = start.to(stat.dtype)
     if regularization == "l2":
         return stat / length - delta * (a + (length - 1) / 2)
     return _log_span(length, delta) - stat - delta * a
 
 
-def _pool(rows: Tensor, delta: float, regularization: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """PAV over all rows: the block id of every element and per block its statistic (sum
-    of z for L2, logsumexp of -z for KL), first flat index and length."""
+def _pool(rows: Tensor, delta: float, regularization: str) -> tuple[Tensor, Tensor]:
+    """PAV over all rows: the soft-sorted value of every element, and the position in its
+    row of the first element of its block.
+
+    Only values near a violation (for a value alone, a sorted gap of at least ``delta``)
+    can pool, and on heavy-tailed rows those are the tails, a few thousand values among
+    millions that stay alone (and keep their value). So PAV runs on *segments*: the values
+    within ``_PAD`` of each violation, cut off from their neighbours. A segment whose end
+    block still violates the order with the value just outside it is doubled on that side
+    and solved again, until no segment's edge violates. Every merge made on the way is one
+    PAV makes (pooling violators, in any order), and at the end no two neighbours violate,
+    so the blocks are PAV's unique solution. Where violations are dense, the segments are
+    the rows.
+    """
     z = rows.reshape(-1)
-    n = rows.shape[-1]
-    stat = z.clone() if regularization == "l2" else -z
-    first = torch.arange(z.numel(), device=z.device)
-    length = torch.ones_like(z)
+    count, n = rows.shape
+    total = z.numel()
+    pos = torch.arange(n, device=z.device).repeat(count)
+    stat = z if regularization == "l2" else -z
+    level = z - delta * pos  # of every value alone, under both regularizations
+    violating = torch.nonzero((level[:-1] <= level[1:]) & (pos[1:] != 0)).squeeze(1)
+    if violating.numel() == 0:
+        return z.clone(), pos
+    if violating.numel() * (2 * _PAD + 2) > _MAX_COVER * total:  # the rows, as one segment each
+        seg = torch.arange(count, device=z.device).repeat_interleave(n)
+        first, length, pooled, _ = _solve(stat, pos, seg, delta, regularization)
+        return _values(first, length, pooled, pos, delta, regularization)
+    row_start = violating - pos[violating]
+    lo = (violating - _PAD).maximum(row_start)
+    hi = (violating + 1 + _PAD).minimum(row_start + (n - 1))
+    index = torch.arange(total, device=z.device)
+    while True:
+        lo, hi = _segments(lo, hi, pos)
+        size = hi - lo + 1
+        offsets = torch.cumsum(size, 0) - size
+        seg = torch.zeros(int(offsets[-1] + size[-1]), dtype=torch.int64, device=z.device)
+        seg[offsets[1:]] = 1
+        seg = torch.cumsum(seg, 0)
+        members = lo[seg] + index[: seg.numel()] - offsets[seg]
+        first, length, pooled, block_level = _solve(stat[members], pos[members], seg, delta, regularization)
+        # The value just outside each segment is alone: compare it with the segment's end blocks.
+        segment_of_block = seg[first]
+        ends = torch.arange(lo.numel(), device=z.device)
+        first_level = block_level[torch.searchsorted(segment_of_block, ends)]
+        last_level = block_level[torch.searchsorted(segment_of_block, ends, right=True) - 1]
+        grow_left = (pos[lo] != 0) & (level[(lo - 1).clamp(min=0)] <= first_level)
+        grow_right = (pos[hi] != n - 1) & (last_level <= level[(hi + 1).clamp(max=total - 1)])
+        if not bool((grow_left | grow_right).any()):
+            break
+        row_start = lo - pos[lo]
+        lo = torch.where(grow_left, (lo - size).maximum(row_start), lo)
+        hi = torch.where(grow_right, (hi + size).minimum(row_start + (n - 1)), hi)
+    values, starts = _values(first, length, pooled, pos[members], delta, regularization)
+    return z.clone().index_put_((members,), values), pos.clone().index_put_((members,), starts)
+
+
+_PAD = 16  # values on each side of a violation that its segment starts with
+_MAX_COVER = 1.0  # segments while they start on at most this share of the values; else rows
+
+
+def _segments(lo: Tensor, hi: Tensor, pos: Tensor) -> tuple[Tensor, Tensor]:
+    """Disjoint segments, sorted, covering the ranges ``[lo, hi]`` (each within a row);
+    ranges that overlap or touch within a row are joined."""
+    order = torch.argsort(lo)
+    lo, hi = lo[order], hi[order]
+    reach = torch.cummax(hi, 0).values
+    new = torch.ones_like(lo, dtype=torch.bool)
+    new[1:] = (lo[1:] > reach[:-1] + 1) | (lo[1:] - pos[lo[1:]] != lo[:-1] - pos[lo[:-1]])
+    last = torch.cat(
+        [torch.nonzero(new).squeeze(1)[1:] - 1, new.new_full((1,), new.numel() - 1, dtype=torch.int64)]
+    )
+    return lo[new], reach[last]
+
+
+def _solve(stat: Tensor, pos: Tensor, seg: Tensor, delta: float, regularization: str) -> tuple[Tensor, ...]:
+    """PAV in rounds on values cut into segments (``seg``, sorted) that pool independently;
+    ``pos`` is each value's position in its row. Per block: first index, length, statistic
+    and level."""
+    first = torch.arange(stat.numel(), device=stat.device)
+    length = torch.ones_like(stat)
     window, step = _FIRST_WINDOW, -1
     while True:
-        level = _levels(stat, first, length, n, delta, regularization)
-        violation = (level[:-1] <= level[1:]) & (torch.remainder(first[1:], n) != 0)
+        level = _levels(stat, pos[first], length, delta, regularization)
+        block_seg = seg[first]
+        violation = (level[:-1] <= level[1:]) & (block_seg[1:] == block_seg[:-1])
         if not bool(violation.any()):
-            break
-        joins = _absorb(level, stat, first, length, violation, n, delta, regularization, window, step)
+            return first, length, stat, level
+        joins = _absorb(
+            level, stat, first, length, violation, pos, block_seg, delta, regularization, window, step
+        )
         merged = torch.cumsum(~joins, 0) - 1  # old block -> new block
         count = int(merged[-1]) + 1
         first = first[~joins]
-        length = torch.zeros(count, dtype=length.dtype, device=z.device).index_add_(0, merged, length)
+        length = torch.zeros(count, dtype=length.dtype, device=stat.device).index_add_(0, merged, length)
         stat = _merge(stat, merged, count, regularization)
         window, step = 2 * window, -step
-    starts = torch.zeros(z.numel(), dtype=torch.int64, device=z.device).index_fill_(0, first, 1)
-    return torch.cumsum(starts, 0) - 1, stat, first, length
 
 
 _FIRST_WINDOW = 8  # blocks a run may absorb in the first round; doubles every round
@@ -136,7 +209,8 @@ def _absorb(
     first: Tensor,
     length: Tensor,
     violation: Tensor,
-    n: int,
+    pos: Tensor,
+    block_seg: Tensor,
     delta: float,
     regularization: str,
     window: int,
@@ -148,7 +222,7 @@ def _absorb(
     at its left end (``step = 1``). The seed pools away from it, one block at a time as
     sequential PAV would, while the order is violated (the next block's level is not above
     the pooled level on its left), up to ``window`` blocks and never into the next seed's
-    run (so that runs pool independently). Pooling past the run in both directions (the
+    run or out of its segment (so that runs pool independently). Pooling past the run in both directions (the
     caller alternates them) keeps the number of rounds logarithmic when an extreme value
     absorbs a long tail of blocks (heavy-tailed rewards), where merging runs alone takes
     one round per absorbed block.
@@ -157,15 +231,14 @@ def _absorb(
     left = torch.cat([violation.new_zeros(1), violation])  # block k violates with k - 1
     right = torch.cat([violation, violation.new_zeros(1)])  # block k violates with k + 1
     seeds = torch.nonzero(left & ~right if step < 0 else right & ~left).squeeze(1)
-    row = torch.div(first, n, rounding_mode="floor")
     if step < 0:
-        row_edge = torch.searchsorted(row, row[seeds])
+        edge = torch.searchsorted(block_seg, block_seg[seeds])  # the segment's first block
         neighbour = torch.cat([seeds.new_full((1,), -1), seeds[:-1]]) + 1
-        reach = seeds - torch.maximum(neighbour, row_edge)
+        reach = seeds - torch.maximum(neighbour, edge)
     else:
-        row_edge = torch.searchsorted(row, row[seeds], right=True) - 1
+        edge = torch.searchsorted(block_seg, block_seg[seeds], right=True) - 1
         neighbour = torch.cat([seeds[1:], seeds.new_full((1,), count)]) - 1
-        reach = torch.minimum(neighbour, row_edge) - seeds
+        reach = torch.minimum(neighbour, edge) - seeds
     budget = max(2 * count, 1 << 16) // seeds.numel()
     width = max(1, min(window, budget, int(reach.max())))
     # Column t holds block seed + step * t; statistics pooled over columns 0..t accumulate.
@@ -174,7 +247,7 @@ def _absorb(
     blocks = (seeds[:, None] + step * offsets).clamp(0, count - 1)
     pooled_length = torch.cumsum(torch.where(valid, length[blocks], 0), 1)
     start = first[blocks] if step < 0 else first[seeds][:, None]
-    a = torch.remainder(start, n).to(level.dtype)
+    a = pos[start].to(level.dtype)
     if regularization == "l2":
         pooled_sum = torch.cumsum(torch.where(valid, stat[blocks], 0), 1)
         pooled = pooled_sum / pooled_length - delta * (a + (pooled_length - 1) / 2)
@@ -204,20 +277,15 @@ def _merge(stat: Tensor, merged: Tensor, count: int, regularization: str) -> Ten
 
 
 def _values(
-    rows: Tensor,
-    block: Tensor,
-    stat: Tensor,
-    first: Tensor,
-    length: Tensor,
-    delta: float,
-    regularization: str,
-) -> Tensor:
-    """Soft-sorted value of every element, from its block."""
-    n = rows.shape[-1]
-    z = rows.reshape(-1)
-    offset = torch.remainder(torch.arange(z.numel(), device=z.device), n) - torch.remainder(first, n)[block]
-    offset = offset.to(z.dtype)  # an int64 tensor times a float would give float32
+    first: Tensor, length: Tensor, stat: Tensor, pos: Tensor, delta: float, regularization: str
+) -> tuple[Tensor, Tensor]:
+    """Soft-sorted value of every element of solved blocks (first index, length and
+    statistic of each), and the position in its row of its block's first element."""
+    starts = torch.zeros(pos.numel(), dtype=torch.int64, device=pos.device).index_fill_(0, first, 1)
+    block = torch.cumsum(starts, 0) - 1
+    start = pos[first][block]
+    offset = (pos - start).to(stat.dtype)  # an int64 tensor times a float would give float32
     size = length[block]
     if regularization == "l2":
-        return (stat / length)[block] + delta * (offset - (size - 1) / 2)
-    return _log_span(size, delta) - stat[block] + delta * offset
+        return (stat / length)[block] + delta * (offset - (size - 1) / 2), start
+    return _log_span(size, delta) - stat[block] + delta * offset, start

@@ -16,7 +16,7 @@ from oracles import soft_sort_oracle
 from strategies import samples
 
 import aot_loss
-from aot_loss import _native
+from aot_loss import _native, _pav
 from aot_loss._soft_sort_op import native_devices
 
 HAS_TORCHSORT = importlib.util.find_spec("torchsort") is not None
@@ -60,6 +60,57 @@ def test_values_equal_the_retyped_oracle(kind, strength, regularization, backend
         np.testing.assert_allclose(
             got.numpy(), soft_sort_oracle(row.numpy(), strength, regularization), atol=1e-9
         )
+
+
+@pytest.mark.parametrize("regularization", REGULARIZATIONS)
+@pytest.mark.parametrize("pad", [0, 1, 5])
+@pytest.mark.parametrize("kind", ["random", "tied", "heavy"])
+def test_segments_grown_from_tiny_pads_solve_the_rows(kind, pad, regularization, monkeypatch):
+    """The torch path pools on segments around the violations, grown where an edge still
+    violates. Forced onto tiny segments even where violations are dense, it must still give
+    the oracle's values and the whole-row solve's gradients."""
+    x = torch.cat([_inputs(kind, n=120, rows=3, seed=5), torch.tensor([[1.0] * 60 + [float("inf")] * 60])])
+    upstream = torch.randn_like(x)
+    kw = {"strength": 0.3, "regularization": regularization, "backend": "torch"}
+    whole_rows = _values_and_grad(x, upstream, **kw)
+    monkeypatch.setattr(_pav, "_PAD", pad)
+    monkeypatch.setattr(_pav, "_MAX_COVER", 1e9)
+    segmented = _values_and_grad(x, upstream, **kw)
+    for row, got in zip(x[:3], segmented[0][:3], strict=True):
+        np.testing.assert_allclose(got.numpy(), soft_sort_oracle(row.numpy(), 0.3, regularization), atol=1e-9)
+    if regularization == "l2":  # the infinity pools the row (under KL it pools like a huge value)
+        assert torch.equal(segmented[0][3], torch.full((120,), float("inf"), dtype=torch.float64))
+    torch.testing.assert_close(segmented, whole_rows, atol=1e-12, rtol=1e-12)
+
+
+@given(
+    samples(min_size=1, max_size=40),
+    st.integers(0, 3),
+    st.sampled_from([0.3, 1.0, 4.0]),
+    st.sampled_from(REGULARIZATIONS),
+)
+def test_segments_equal_the_oracle_on_any_sample(x, pad, strength, regularization):
+    saved = _pav._PAD, _pav._MAX_COVER
+    _pav._PAD, _pav._MAX_COVER = pad, 1e9  # segments always, from pads of `pad` values
+    try:
+        out = aot_loss.soft_sort(
+            torch.from_numpy(x), strength=strength, regularization=regularization, backend="torch"
+        )
+    finally:
+        _pav._PAD, _pav._MAX_COVER = saved
+    np.testing.assert_allclose(out.numpy(), soft_sort_oracle(x, strength, regularization), atol=1e-9)
+
+
+@pytest.mark.parametrize("regularization", REGULARIZATIONS)
+def test_long_heavy_tailed_row_pools_only_segments(regularization, monkeypatch):
+    """On 20000 Cauchy values only the tails pool: PAV runs on segments, not on the row."""
+    sizes = []
+    solve = _pav._solve
+    monkeypatch.setattr(_pav, "_solve", lambda stat, *a: sizes.append(stat.numel()) or solve(stat, *a))
+    x = _inputs("heavy", n=20_000, rows=1, seed=1)[0]
+    out = aot_loss.soft_sort(x, strength=0.1, regularization=regularization, backend="torch")
+    np.testing.assert_allclose(out.numpy(), soft_sort_oracle(x.numpy(), 0.1, regularization), atol=1e-9)
+    assert sizes and max(sizes) < 5_000, sizes  # segments, not the 20000 values of the row
 
 
 @needs_torchsort
