@@ -8,6 +8,13 @@ On CPU, ``torch.sort`` of a 1-D integer tensor with at least ``at::internal::GRA
 comparison sort used for floats (n = 1e5: 0.96 ms against 7.3 ms on the 2-core dev machine).
 Large CPU inputs are therefore sorted through order-preserving integer keys: the IEEE bit
 pattern with the magnitude bits flipped for negative numbers orders exactly like the floats.
+
+float32 does better still: its 32-bit key and the 32-bit position pack into one int64
+(key high, position low), which orders by value and then by position, so any sort of these
+distinct integers is the stable sort. NumPy's vectorised int64 sort (AVX-512 or AVX2) sorts
+them 2-7x faster than either torch sort from 1024 values on (n = 4096: 27 us against
+190 us; rows of 64 values: 7x).
+Under ``torch.compile`` the torch sorts are used, so that the graph holds no NumPy call.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import torch
 from torch import Tensor
 
 _RADIX_MIN_NUMEL = 32768
+_PACKED_MIN_NUMEL = 1024  # below it NumPy's fixed costs outweigh the faster sort
 # Bits of the key dtype below the sign bit, and the key given to NaN so NaNs sort last.
 _KEY = {
     torch.float32: (torch.int32, 0x7FFFFFFF),
@@ -29,6 +37,9 @@ def stable_sort(x: Tensor) -> tuple[Tensor, Tensor]:
 
     ``values`` carries autograd through ``x``; ``indices`` is the permutation (int64).
     """
+    if _use_packed_keys(x):
+        indices = _packed_argsort(x.detach())
+        return x.gather(-1, indices), indices
     if _use_radix_keys(x):
         indices = _radix_argsort(x.detach())
         return x.gather(-1, indices), indices
@@ -48,6 +59,28 @@ def sort_values(x: Tensor) -> Tensor:
     if x.device.type == "cpu" and x.dtype in _KEY:
         return torch.from_numpy(np.sort(x.numpy(), axis=-1))
     return torch.sort(x, dim=-1).values
+
+
+def _use_packed_keys(x: Tensor) -> bool:
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and x.numel() >= _PACKED_MIN_NUMEL
+        and x.shape[-1] < 2**32
+        and not torch.compiler.is_compiling()
+    )
+
+
+def _packed_argsort(x: Tensor) -> Tensor:
+    """Stable argsort of CPU float32 along the last dim: one NumPy sort of int64 keys
+    (order key << 32 | position)."""
+    a = x.numpy() + np.float32(0)  # a contiguous copy in which -0.0 became 0.0, so they tie
+    bits = a.view(np.int32)
+    key = bits ^ ((bits >> 31) & 0x7FFFFFFF)
+    key[np.isnan(a)] = 0x7FFFFFFF  # every NaN after +inf, as torch.sort puts them
+    packed = (key.astype(np.int64) << 32) | np.arange(a.shape[-1], dtype=np.int64)  # signed: no overflow
+    packed.sort(axis=-1)
+    return torch.from_numpy(packed & 0xFFFFFFFF)
 
 
 def _use_radix_keys(x: Tensor) -> bool:

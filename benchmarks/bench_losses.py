@@ -1,7 +1,8 @@
 """Forward+backward of aot_loss.unpaired / aot_loss.paired against TRL's formula (eager).
 
 Goals (issue #2): ratio TRL time / aot_loss time >= 1.0 at every n; unequal sizes (n, n/2)
-within 2x of equal sizes (n, n) at n = 1e6.
+within 2x of equal sizes (n, n) at n = 1e6. Both hold for the pure torch path (what a plain
+install runs, `backend="torch"`), and the native op is measured too when it is built.
 
     python benchmarks/bench_losses.py            # full run, appends to benchmarks/results/
     python benchmarks/bench_losses.py --quick    # smoke run (CI), writes under /tmp
@@ -14,8 +15,10 @@ from _harness import append_results, bench_parser, fmt_time, results_dir, time_c
 from oracles import trl_aot_paired, trl_aot_unpaired
 
 import aot_loss
+from aot_loss import _native
 
 BETA = 0.1
+BACKENDS = ["torch", "native"] if _native.STATUS.loaded else ["torch"]
 
 
 def _logps(n: int) -> list[torch.Tensor]:
@@ -33,16 +36,17 @@ def _step(loss_fn, tensors):
     return step
 
 
-PROVIDERS = {
-    "unpaired": {
-        "trl": lambda pc, pr, rc, rr: trl_aot_unpaired(pc, pr, rc, rr, BETA).mean(),
-        "aot_loss": lambda pc, pr, rc, rr: aot_loss.unpaired(pc - rc, pr - rr, beta=BETA),
-    },
-    "paired": {
-        "trl": lambda pc, pr, rc, rr: trl_aot_paired(pc, pr, rc, rr, BETA).mean(),
-        "aot_loss": lambda pc, pr, rc, rr: aot_loss.paired(pc, pr, rc, rr, beta=BETA),
-    },
-}
+def _providers(variant: str) -> dict:
+    """TRL's formula and aot_loss on each backend at hand (`aot_loss_torch`, `aot_loss_native`)."""
+    trl = trl_aot_unpaired if variant == "unpaired" else trl_aot_paired
+    providers = {"trl": lambda pc, pr, rc, rr: trl(pc, pr, rc, rr, BETA).mean()}
+    for backend in BACKENDS:
+        if variant == "unpaired":
+            fn = lambda pc, pr, rc, rr, b=backend: aot_loss.unpaired(pc - rc, pr - rr, beta=BETA, backend=b)  # noqa: E731
+        else:
+            fn = lambda pc, pr, rc, rr, b=backend: aot_loss.paired(pc, pr, rc, rr, beta=BETA, backend=b)  # noqa: E731
+        providers[f"aot_loss_{backend}"] = fn
+    return providers
 
 
 def main() -> None:
@@ -54,44 +58,45 @@ def main() -> None:
     out = results_dir(args)
 
     rows, lines = [], []
-    for variant, providers in PROVIDERS.items():
+    for variant in ("unpaired", "paired"):
         for n in sizes:
             tensors = _logps(n)
-            times = time_calls({name: _step(fn, tensors) for name, fn in providers.items()}, min_run_time)
-            ratio = times["trl"]["median_s"] / times["aot_loss"]["median_s"]
+            times = time_calls(
+                {name: _step(fn, tensors) for name, fn in _providers(variant).items()}, min_run_time
+            )
             for name, t in times.items():
                 rows.append({"case": variant, "provider": name, "n": n, "m": n, "mode": "fwd+bwd", **t})
-            verdict = "ok" if ratio >= 1.0 else "MISS"
-            lines.append(
-                f"{variant:9s} n={n:>8d}  trl {fmt_time(times['trl']['median_s']):>9s}  "
-                f"aot_loss {fmt_time(times['aot_loss']['median_s']):>9s}  "
-                f"speed-up {ratio:5.2f}x  [{verdict} >= 1.0]"
-            )
+            for backend in BACKENDS:
+                mine = times[f"aot_loss_{backend}"]["median_s"]
+                ratio = times["trl"]["median_s"] / mine
+                lines.append(
+                    f"{variant:9s} n={n:>8d}  trl {fmt_time(times['trl']['median_s']):>9s}  "
+                    f"aot_loss ({backend:6s}) {fmt_time(mine):>9s}  speed-up {ratio:5.2f}x  "
+                    f"[{'ok' if ratio >= 1.0 else 'MISS'} >= 1.0]"
+                )
 
-    loss = lambda u, v: aot_loss.unpaired(u, v, beta=BETA)  # noqa: E731
-    sizes_times = time_calls(
-        {"equal": _step(loss, _rewards(big, big)), "unequal": _step(loss, _rewards(big, big // 2))},
-        min_run_time,
-    )
-    equal, unequal = sizes_times["equal"], sizes_times["unequal"]
-    rows.append(
-        {"case": "unpaired_equal", "provider": "aot_loss", "n": big, "m": big, "mode": "fwd+bwd", **equal}
-    )
-    rows.append(
-        {
-            "case": "unpaired_unequal",
-            "provider": "aot_loss",
-            "n": big,
-            "m": big // 2,
-            "mode": "fwd+bwd",
-            **unequal,
-        }
-    )
-    slowdown = unequal["median_s"] / equal["median_s"]
-    lines.append(
-        f"unequal (n, n/2) vs equal (n, n) at n={big}: {fmt_time(unequal['median_s'])} vs "
-        f"{fmt_time(equal['median_s'])} = {slowdown:.2f}x  [{'ok' if slowdown <= 2 else 'MISS'} <= 2]"
-    )
+    for backend in BACKENDS:
+        loss = lambda u, v, b=backend: aot_loss.unpaired(u, v, beta=BETA, backend=b)  # noqa: E731
+        sizes_times = time_calls(
+            {"equal": _step(loss, _rewards(big, big)), "unequal": _step(loss, _rewards(big, big // 2))},
+            min_run_time,
+        )
+        for case, m in (("equal", big), ("unequal", big // 2)):
+            rows.append(
+                {
+                    "case": f"unpaired_{case}",
+                    "provider": f"aot_loss_{backend}",
+                    "n": big,
+                    "m": m,
+                    "mode": "fwd+bwd",
+                    **sizes_times[case],
+                }
+            )
+        equal, unequal = sizes_times["equal"]["median_s"], sizes_times["unequal"]["median_s"]
+        lines.append(
+            f"unequal (n, n/2) vs equal (n, n) at n={big}, {backend}: {fmt_time(unequal)} vs "
+            f"{fmt_time(equal)} = {unequal / equal:.2f}x  [{'ok' if unequal / equal <= 2 else 'MISS'} <= 2]"
+        )
     path = append_results("losses", rows, out)
     print(f"threads={torch.get_num_threads()}  torch={torch.__version__}")
     print("\n".join(lines))

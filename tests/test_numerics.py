@@ -66,13 +66,27 @@ def test_nan_reward_gives_nan_loss_by_default_and_error_when_checked():
 def _tricky_values(n: int, dtype: torch.dtype) -> torch.Tensor:
     x = torch.randint(-50, 50, (n,)).to(dtype) / 7  # many ties
     special = torch.tensor([0.0, -0.0, float("inf"), -float("inf"), float("nan"), -float("nan")], dtype=dtype)
-    x[torch.randperm(n)[: 6 * 50]] = special.repeat(50)
+    copies = min(50, n // 12)
+    x[torch.randperm(n)[: 6 * copies]] = special.repeat(copies)
     return x
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_radix_key_sort_equals_stable_torch_sort(dtype):
-    n = _RADIX_MIN_NUMEL + 1234
+# Which key sort serves: packed int64 keys through NumPy (float32 from 1024 values on),
+# torch's radix sort of integer keys (float64 from _RADIX_MIN_NUMEL on, and float32 under
+# torch.compile), or torch's stable comparison sort (the rest).
+SORT_PATHS = [
+    (torch.float32, 37, False),
+    (torch.float32, 5000, False),
+    (torch.float32, _RADIX_MIN_NUMEL + 1234, False),
+    (torch.float32, _RADIX_MIN_NUMEL + 1234, True),
+    (torch.float64, _RADIX_MIN_NUMEL + 1234, False),
+    (torch.float64, 5000, False),
+]
+
+
+@pytest.mark.parametrize(("dtype", "n", "compiling"), SORT_PATHS)
+def test_key_sorts_equal_stable_torch_sort(dtype, n, compiling, monkeypatch):
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: compiling)
     x = _tricky_values(n, dtype)
     values, indices = stable_sort(x)
     expected = torch.sort(x, stable=True)
@@ -80,7 +94,9 @@ def test_radix_key_sort_equals_stable_torch_sort(dtype):
     assert torch.equal(indices, expected.indices)
 
 
-def test_radix_key_sort_rows_equals_stable_torch_sort():
+@pytest.mark.parametrize("compiling", [False, True])
+def test_key_sorts_of_rows_equal_stable_torch_sort(compiling, monkeypatch):
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: compiling)
     x = torch.stack([_tricky_values(20000, torch.float32) for _ in range(3)])
     values, indices = stable_sort(x)
     expected = torch.sort(x, dim=-1, stable=True)
