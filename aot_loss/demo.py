@@ -108,25 +108,30 @@ def make_pairs(reference: TinyLM, n: int, generator: torch.Generator) -> Pairs:
     return Pairs(p, chosen, rejected, ref_chosen, ref_rejected)
 
 
+Loss = Callable[[Tensor, Tensor, Tensor, Tensor, float], Tensor]  # (pc, pr, rc, rr, beta)
+
+
 def _dpo(pc: Tensor, pr: Tensor, rc: Tensor, rr: Tensor, beta: float) -> Tensor:
     """DPO (TRL's "sigmoid" loss): -log sigmoid(beta ((pc - rc) - (pr - rr))), averaged."""
     return F.softplus(-beta * ((pc - rc) - (pr - rr))).mean()
 
 
-LOSSES: dict[str, Callable[[Tensor, Tensor, Tensor, Tensor, float], Tensor]] = {
+LOSSES: dict[str, Loss] = {
     "AOT unpaired": lambda pc, pr, rc, rr, beta: unpaired(pc - rc, pr - rr, beta=beta),
     "AOT paired": lambda pc, pr, rc, rr, beta: paired(pc, pr, rc, rr, beta=beta),
     "DPO": _dpo,
 }
 
 
-def train(start: TinyLM, data: Pairs, loss_name: str, args: argparse.Namespace, progress: bool) -> TinyLM:
-    """Fine-tune a copy of ``start`` with one method; batches depend on the seed only."""
+def train(
+    start: TinyLM, data: Pairs, name: str, loss_fn: Loss, args: argparse.Namespace, progress: bool
+) -> TinyLM:
+    """Fine-tune a copy of ``start`` with ``loss_fn(pc, pr, rc, rr, beta)`` (``name`` labels
+    the progress bar); the batches depend on the seed only."""
     policy = copy.deepcopy(start).train()
     optimiser = torch.optim.Adam(policy.parameters(), lr=args.lr)
     order = torch.Generator().manual_seed(args.seed + 1)
-    loss_fn = LOSSES[loss_name]
-    for _ in _progress(range(args.steps), f"{loss_name:>12s}", enabled=progress):
+    for _ in _progress(range(args.steps), f"{name:>12s}", enabled=progress):
         idx = torch.randint(0, len(data.prompts), (args.batch,), generator=order)
         prompts = data.prompts[idx]
         pc = answer_logps(policy, prompts, data.chosen[idx])
@@ -205,18 +210,23 @@ def format_table(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def build_task(args: argparse.Namespace) -> tuple[TinyLM, Pairs, Pairs]:
+    """The start model (also the reference), and training and held-out pairs sampled from it,
+    all from ``args.seed``."""
+    torch.manual_seed(args.seed)
+    start = TinyLM().eval()
+    data_gen = torch.Generator().manual_seed(args.seed)
+    return start, make_pairs(start, args.pairs, data_gen), make_pairs(start, args.held_out, data_gen)
+
+
 def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     """Build the task, train every method, print the table, write the plots and JSON."""
     began = time.perf_counter()
     progress = not args.no_progress
-    torch.manual_seed(args.seed)
-    start = TinyLM().eval()
-    data_gen = torch.Generator().manual_seed(args.seed)
     print(f"building the task: {args.pairs} training and {args.held_out} held-out pairs", flush=True)
-    train_pairs = make_pairs(start, args.pairs, data_gen)
-    held_out = make_pairs(start, args.held_out, data_gen)
+    start, train_pairs, held_out = build_task(args)
 
-    policies = {name: train(start, train_pairs, name, args, progress) for name in LOSSES}
+    policies = {name: train(start, train_pairs, name, fn, args, progress) for name, fn in LOSSES.items()}
     evaluations = {name: evaluate(policy, held_out, args.seed) for name, policy in policies.items()}
     reference_score = task_score(start, held_out.prompts, args.seed)
     rows = {"reference": {"task_score": reference_score}} | {n: e.row() for n, e in evaluations.items()}
