@@ -6,6 +6,7 @@ import torch
 from oracles import BUILTIN_COSTS, numpy_cost, quantile_integral
 
 import aot_loss
+from aot_loss import _coupling
 from aot_loss._sort import _RADIX_MIN_NUMEL, stable_sort
 
 f64 = torch.float64
@@ -125,3 +126,19 @@ def test_float32_large_weighted_close_to_float64_oracle():
         beta=1.0,
     ).item()
     assert got == pytest.approx(quantile_integral(u, v, numpy_cost("logistic", 1.0), wu, wv), rel=1e-5)
+
+
+def test_uniform_grid_is_cached_per_size_and_never_written():
+    """The merged grid of uniform unequal samples depends on (n, m) only and is cached; a
+    cached grid must equal a fresh one and stay unchanged by the losses that read it."""
+    _coupling._cached_uniform_cells.cache_clear()
+    u, v = torch.randn(7, dtype=torch.float64), torch.randn(3, dtype=torch.float64)
+    first = aot_loss.unpaired(u, v, reduction="none", backend="torch")
+    second = aot_loss.unpaired(u + 1, v, reduction="none", backend="torch")
+    assert _coupling._cached_uniform_cells.cache_info().hits >= 1
+    torch.testing.assert_close(second, aot_loss.unpaired(u + 1, v, reduction="none", backend="torch"))
+    assert not torch.equal(first, second)
+    cached = _coupling._cached_uniform_cells(7, 3, u.device, u.dtype)
+    fresh = _coupling._uniform_cells(7, 3, u.device, u.dtype)
+    for a, b in zip(cached, fresh, strict=True):
+        assert torch.equal(a, b)
