@@ -109,7 +109,7 @@ def _pool(rows: Tensor, delta: float, regularization: str) -> tuple[Tensor, Tens
     Only values near a violation (for a value alone, a sorted gap of at least ``delta``)
     can pool, and on heavy-tailed rows those are the tails, a few thousand values among
     millions that stay alone (and keep their value). So PAV runs on *segments*: the values
-    within ``_PAD`` of each violation, cut off from their neighbours. A segment whose end
+    within a pad (16 to 64) of each violation, cut off from their neighbours. A segment whose end
     block still violates the order with the value just outside it is doubled on that side
     and solved again, until no segment's edge violates. Every merge made on the way is one
     PAV makes (pooling violators, in any order), and at the end no two neighbours violate,
@@ -125,13 +125,16 @@ def _pool(rows: Tensor, delta: float, regularization: str) -> tuple[Tensor, Tens
     violating = torch.nonzero((level[:-1] <= level[1:]) & (pos[1:] != 0)).squeeze(1)
     if violating.numel() == 0:
         return z.clone(), pos
-    if violating.numel() * (2 * _PAD + 2) > _MAX_COVER * total:  # the rows, as one segment each
+    # Wide pads save growth rounds (each costs dozens of small ops); they stay within a
+    # quarter of the values per violation so that sparse violations keep small segments.
+    pad = max(_PAD, min(_MAX_PAD, total // (4 * violating.numel())))
+    if violating.numel() * (2 * pad + 2) > _MAX_COVER * total:  # the rows, as one segment each
         seg = torch.arange(count, device=z.device).repeat_interleave(n)
         first, length, pooled, _ = _solve(stat, pos, seg, delta, regularization)
         return _values(first, length, pooled, pos, delta, regularization)
     row_start = violating - pos[violating]
-    lo = (violating - _PAD).maximum(row_start)
-    hi = (violating + 1 + _PAD).minimum(row_start + (n - 1))
+    lo = (violating - pad).maximum(row_start)
+    hi = (violating + 1 + pad).minimum(row_start + (n - 1))
     index = torch.arange(total, device=z.device)
     while True:
         lo, hi = _segments(lo, hi, pos)
@@ -158,7 +161,7 @@ def _pool(rows: Tensor, delta: float, regularization: str) -> tuple[Tensor, Tens
     return z.clone().index_put_((members,), values), pos.clone().index_put_((members,), starts)
 
 
-_PAD = 16  # values on each side of a violation that its segment starts with
+_PAD, _MAX_PAD = 16, 64  # values on each side of a violation that its segment starts with
 _MAX_COVER = 1.0  # segments while they start on at most this share of the values; else rows
 
 

@@ -74,6 +74,7 @@ def test_segments_grown_from_tiny_pads_solve_the_rows(kind, pad, regularization,
     kw = {"strength": 0.3, "regularization": regularization, "backend": "torch"}
     whole_rows = _values_and_grad(x, upstream, **kw)
     monkeypatch.setattr(_pav, "_PAD", pad)
+    monkeypatch.setattr(_pav, "_MAX_PAD", pad)
     monkeypatch.setattr(_pav, "_MAX_COVER", 1e9)
     segmented = _values_and_grad(x, upstream, **kw)
     for row, got in zip(x[:3], segmented[0][:3], strict=True):
@@ -90,14 +91,14 @@ def test_segments_grown_from_tiny_pads_solve_the_rows(kind, pad, regularization,
     st.sampled_from(REGULARIZATIONS),
 )
 def test_segments_equal_the_oracle_on_any_sample(x, pad, strength, regularization):
-    saved = _pav._PAD, _pav._MAX_COVER
-    _pav._PAD, _pav._MAX_COVER = pad, 1e9  # segments always, from pads of `pad` values
+    saved = _pav._PAD, _pav._MAX_PAD, _pav._MAX_COVER
+    _pav._PAD, _pav._MAX_PAD, _pav._MAX_COVER = pad, pad, 1e9  # segments always, pads of `pad`
     try:
         out = aot_loss.soft_sort(
             torch.from_numpy(x), strength=strength, regularization=regularization, backend="torch"
         )
     finally:
-        _pav._PAD, _pav._MAX_COVER = saved
+        _pav._PAD, _pav._MAX_PAD, _pav._MAX_COVER = saved
     np.testing.assert_allclose(out.numpy(), soft_sort_oracle(x, strength, regularization), atol=1e-9)
 
 
