@@ -225,10 +225,10 @@ def _absorb(
     at its left end (``step = 1``). The seed pools away from it, one block at a time as
     sequential PAV would, while the order is violated (the next block's level is not above
     the pooled level on its left), up to ``window`` blocks and never into the next seed's
-    run or out of its segment (so that runs pool independently). Pooling past the run in both directions (the
-    caller alternates them) keeps the number of rounds logarithmic when an extreme value
-    absorbs a long tail of blocks (heavy-tailed rewards), where merging runs alone takes
-    one round per absorbed block.
+    run or out of its segment (so that runs pool independently). Pooling past the run in
+    both directions (the caller alternates them) keeps the number of rounds logarithmic
+    when an extreme value absorbs a long tail of blocks (heavy-tailed rewards), where
+    merging runs alone takes one round per absorbed block.
     """
     count = level.numel()
     left = torch.cat([violation.new_zeros(1), violation])  # block k violates with k - 1
