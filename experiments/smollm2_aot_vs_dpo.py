@@ -266,8 +266,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--beta", type=float, default=0.1)
-    parser.add_argument("--train-prompts", type=int, default=640)
-    parser.add_argument("--held-out-prompts", type=int, default=192)
+    parser.add_argument("--train-prompts", type=int, default=512)
+    parser.add_argument("--held-out-prompts", type=int, default=160)
     parser.add_argument("--resample", action="store_true", help="sample the pairs again")
     args = parser.parse_args()
     from peft import LoraConfig, get_peft_model
