@@ -45,14 +45,16 @@ class Displacement:
             self.relative.append((gap.mean() / hard.std().clamp_min(1e-12)).item())
 
 
-def loss_fn(variant: str, sort: str, strength: float, displacement: Displacement | None) -> demo.Loss:
-    """AOT `variant` with `sort`; records the soft sort's displacement of U and V."""
+def loss_fn(variant: str, soft: Displacement | None) -> demo.Loss:
+    """AOT `variant`: hard sort for `soft=None`, else soft sort at `soft.strength`, recording
+    how far it moves U and V."""
 
     def loss(pc: Tensor, pr: Tensor, rc: Tensor, rr: Tensor, beta: float) -> Tensor:
         u, v = (pc - pr, rc - rr) if variant == "paired" else (pc - rc, pr - rr)
-        if displacement is not None:
-            displacement.record(u, v)
-        options = {"beta": beta, "sort": sort, "soft_strength": strength}
+        options: dict = {"beta": beta}
+        if soft is not None:
+            soft.record(u, v)
+            options |= {"sort": "soft", "soft_strength": soft.strength}
         if variant == "paired":
             return aot_loss.paired(pc, pr, rc, rr, **options)
         return aot_loss.unpaired(u, v, **options)
@@ -80,10 +82,10 @@ def main() -> None:
             {"seed": seed, "task_score": demo.task_score(start, held_out.prompts, seed)}
         )
         for variant in ("paired", "unpaired"):
-            for sort, strength in [("hard", 0.0)] + [("soft", s) for s in args.strengths]:
-                name = f"AOT {variant}, " + ("hard" if sort == "hard" else f"soft {strength:g}")
-                displacement = Displacement(strength) if sort == "soft" else None
-                fn = loss_fn(variant, sort, strength or 0.1, displacement)
+            for strength in [None, *args.strengths]:  # None: the hard sort
+                name = f"AOT {variant}, " + ("hard" if strength is None else f"soft {strength:g}")
+                displacement = None if strength is None else Displacement(strength)
+                fn = loss_fn(variant, displacement)
                 policy = demo.train(start, train_pairs, name, fn, task, progress=False)
                 row = demo.evaluate(policy, held_out, seed).row()
                 if displacement is not None:

@@ -39,11 +39,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 import aot_loss
-from aot_loss import metrics, plot
+from aot_loss import demo, metrics, plot
 from aot_loss.llm import PolicyWithReference, ReferenceCache, UnpairedCollator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +50,7 @@ sys.path.insert(0, str(ROOT / "examples"))
 from smollm2_lora import load  # noqa: E402  (the model loader of the example)
 
 RESULTS = Path(__file__).parent / "results" / "smollm2_aot_vs_dpo.json"
+DPO = demo.LOSSES["DPO"]  # -log sigmoid(beta ((pc - rc) - (pr - rr))), averaged
 TEMPLATES = (
     "What is {a} + {b}? Answer with the number only.",
     "Add {a} and {b}. Reply with just the result.",
@@ -145,11 +145,6 @@ def logps(model: PolicyWithReference, batch: dict, n: int) -> tuple[Tensor, ...]
     return policy[:n], policy[n:], ref[:n], ref[n:]
 
 
-def dpo(pc: Tensor, pr: Tensor, rc: Tensor, rr: Tensor, beta: float) -> Tensor:
-    """DPO, re-typed from its definition: -log sigmoid(beta (log-ratio chosen - rejected))."""
-    return -F.logsigmoid(beta * ((pc - rc) - (pr - rr))).mean()
-
-
 def aot(variant: str, group: int):
     """The AOT loss with each step's pairs sorted in groups of `group`."""
 
@@ -236,7 +231,7 @@ def check_reduction_to_dpo(beta: float) -> None:
     g = torch.Generator().manual_seed(0)
     x = [torch.randn(32, generator=g, dtype=torch.float64) for _ in range(4)]
     for variant in ("paired", "unpaired"):
-        torch.testing.assert_close(aot(variant, 1)(*x, beta), dpo(*x, beta))
+        torch.testing.assert_close(aot(variant, 1)(*x, beta), DPO(*x, beta))
 
 
 def sample_pairs(args, tokenizer, base) -> tuple[list[dict], list[dict]]:
@@ -289,7 +284,7 @@ def main() -> None:
         base, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], lora_dropout=0.0)
     )
     model = PolicyWithReference(policy, reference=cache, chunk_size=512)
-    runs = [("DPO", 1, dpo)] + [(f"AOT {v}", b, aot(v, b)) for b in GROUPS for v in ("paired", "unpaired")]
+    runs = [("DPO", 1, DPO)] + [(f"AOT {v}", b, aot(v, b)) for b in GROUPS for v in ("paired", "unpaired")]
     results: dict[str, list[dict]] = {}
     tensors: dict[str, dict[str, Tensor]] = {}
     for seed in args.seeds:
