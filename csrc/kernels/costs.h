@@ -1,10 +1,11 @@
-// The built-in convex costs h(d) and their slopes h'(d), d = Q_U(t) - Q_V(t).
+// The built-in convex costs h(d) and their slopes h'(d), d = Q_U(t) - Q_V(t), on host and device.
 // Mirrors aot_loss/_costs.py (the spec); the slope at a kink follows torch's relu'(0) = 0.
 #pragma once
 
-#include <cmath>
 #include <cstdint>
 #include <string_view>
+
+#include "device.h"
 
 namespace aot_loss::kernels {
 
@@ -27,30 +28,30 @@ struct CostParams {
 // softplus(x) = log(1 + exp(x)) without overflow, and its derivative sigmoid(x), from one
 // shared e = exp(-|x|): the exponential is the costly part of the logistic cost.
 template <typename T>
-inline T softplus_with(T x, T e) {
-  return (x > T(0) ? x : T(0)) + std::log1p(e);
+AOT_HD inline T softplus_with(T x, T e) {
+  return (x > T(0) ? x : T(0)) + k_log1p(e);
 }
 
 template <typename T>
-inline T sigmoid_with(T x, T e) {
+AOT_HD inline T sigmoid_with(T x, T e) {
   return x >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
 }
 
 // max(x, 0) that keeps NaN, as torch.relu does (std::fmax would drop it).
 template <typename T>
-inline T relu(T x) {
+AOT_HD inline T relu(T x) {
   return x > T(0) || x != x ? x : T(0);
 }
 
 // Returns h(d) and writes h'(d) to *slope.
 template <typename T>
-inline T cost_and_slope(T d, const CostParams& p, T* slope) {
+AOT_HD inline T cost_and_slope(T d, const CostParams& p, T* slope) {
   const T beta = static_cast<T>(p.beta);
   switch (p.cost) {
     case Cost::kLogistic: {
       const T ls = static_cast<T>(p.label_smoothing);
       const T z = beta * d;
-      const T e = std::exp(-std::fabs(z));
+      const T e = k_exp(-k_fabs(z));
       T h = softplus_with(-z, e);
       T s = -beta * sigmoid_with(-z, e);
       if (ls != T(0)) {

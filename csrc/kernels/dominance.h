@@ -3,7 +3,8 @@
 // Torch-free: raw pointers, and parallelism supplied by the caller (the binding passes
 // at::parallel_for through the stable ABI). Semantics are those of aot_loss/_coupling.py:
 //   equal sizes, no weights: cost = (1/n) sum_i h(u_(i) - v_(i));
-//   otherwise: cost = sum over cells of the merged cumulative-mass grid of mass * h(d).
+//   otherwise: cost = sum over the cells of the merged cumulative-mass grid of mass * h(d)
+//   (cells.h, shared with the CUDA kernels).
 #pragma once
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "cells.h"
 #include "costs.h"
 #include "sort.h"
 
@@ -55,78 +57,88 @@ double pairs_range(SortedRow<T> u, SortedRow<T> v, int64_t begin, int64_t end, c
   return total;
 }
 
-// Walks the merged grid of the two sets of cumulative levels (U first on ties, zero-length
-// cells kept so that NaN costs propagate as on the torch path). Levels are exact integers
-// without weights (level_u(i) = (i + 1) m, scale 1 / (n m)) and normalised doubles with.
-template <typename T, typename LevelU, typename LevelV>
-double merged_row(SortedRow<T> u, SortedRow<T> v, LevelU level_u, LevelV level_v, double scale,
-                  const CostParams& p, T* gu, T* gv) {
-  using Level = decltype(level_u(int64_t(0)));
-  if (gu != nullptr) {
-    std::fill(gu, gu + u.size, T(0));
-    std::fill(gv, gv + v.size, T(0));
-  }
+// Every cell of the merged grid (cells.h), then every sample's gradient from the cells that
+// couple it. `cells` is scratch for the n + m cell gradients.
+template <typename T, typename Levels>
+double merged_row(SortedRow<T> u, SortedRow<T> v, const Levels& levels, const CostParams& p, T* gu, T* gv,
+                  std::vector<double>& cells) {
+  cells.resize(static_cast<size_t>(u.size + v.size));
+  double* u_cells = cells.data();
+  double* v_cells = u_cells + u.size;
   double total = 0.0;
-  Level prev = Level(0);
-  int64_t i = 0, j = 0;
-  while (i < u.size && j < v.size) {
-    const Level a = level_u(i), b = level_v(j);
-    const Level end = a < b ? a : b;
-    const double mass = static_cast<double>(end - prev) * scale;
-    T slope;
-    const T h = cost_and_slope<T>(u.values[i] - v.values[j], p, &slope);
-    total += mass * static_cast<double>(h);
-    if (gu != nullptr) {
-      const T g = static_cast<T>(mass * static_cast<double>(slope));
-      gu[u.perm[i]] += g;
-      gv[v.perm[j]] -= g;
-    }
-    prev = end;
-    if (a <= b) ++i;
-    if (b <= a) ++j;
+  for (int64_t i = 0; i < u.size; ++i) total += u_cell(i, u.values, v.values, levels, p, u_cells + i);
+  for (int64_t j = 0; j < v.size; ++j) total += v_cell(j, u.values, v.values, levels, p, v_cells + j);
+  if (gu != nullptr) {
+    for (int64_t i = 0; i < u.size; ++i) gu[u.perm[i]] = static_cast<T>(u_grad(i, levels, u_cells, v_cells));
+    for (int64_t j = 0; j < v.size; ++j) gv[v.perm[j]] = static_cast<T>(v_grad(j, levels, u_cells, v_cells));
   }
   return total;
 }
 
-// Normalised cumulative masses of a sorted row (summed in double, last level exactly 1).
+// Normalised cumulative masses of a sorted row (summed in double, last level exactly 1),
+// or i / n for a row without weights.
 template <typename T>
 void cumulative_levels(const T* weights, SortedRow<T> row, double* levels) {
+  const int64_t n = row.size;
+  if (weights == nullptr) {
+    for (int64_t i = 0; i < n; ++i) levels[i] = static_cast<double>(i + 1) / static_cast<double>(n);
+    return;
+  }
   double running = 0.0;
-  for (int64_t i = 0; i < row.size; ++i) {
+  for (int64_t i = 0; i < n; ++i) {
     running += static_cast<double>(weights[row.perm[i]]);
     levels[i] = running;
   }
   const double total = running;
-  for (int64_t i = 0; i < row.size; ++i) levels[i] /= total;
-  levels[row.size - 1] = 1.0;
+  for (int64_t i = 0; i < n; ++i) levels[i] /= total;
+  levels[n - 1] = 1.0;
 }
+
+// The counts of cumulative levels by one merge of the two ascending level arrays: serial code
+// walks them in order, where a GPU thread searches (count_levels) for its own element.
+inline void merge_counts(const double* lu, int64_t n, const double* lv, int64_t m, uint32_t* below,
+                         uint32_t* upto) {
+  int64_t j = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    while (j < m && lv[j] < lu[i]) ++j;
+    below[i] = static_cast<uint32_t>(j);
+  }
+  int64_t i = 0;
+  for (j = 0; j < m; ++j) {
+    while (i < n && lu[i] <= lv[j]) ++i;
+    upto[j] = static_cast<uint32_t>(i);
+  }
+}
+
+// Scratch of one row: levels of weighted rows, counts, cell gradients.
+struct RowScratch {
+  std::vector<double> levels, cells;
+  std::vector<uint32_t> counts;
+};
 
 template <typename T>
 double coupled_row(SortedRow<T> u, SortedRow<T> v, const T* wu, const T* wv, const CostParams& p, T* gu,
-                   T* gv, std::vector<double>& levels) {
+                   T* gv, RowScratch& scratch) {
   const int64_t n = u.size, m = v.size;
+  if (wu == nullptr && wv == nullptr && n == m) {
+    return pairs_range(u, v, 0, n, p, gu, gv) / static_cast<double>(n);
+  }
+  scratch.counts.resize(static_cast<size_t>(n + m));
+  uint32_t* below = scratch.counts.data();
+  uint32_t* upto = below + n;
   if (wu == nullptr && wv == nullptr) {
-    if (n == m) return pairs_range(u, v, 0, n, p, gu, gv) / static_cast<double>(n);
-    const double scale = 1.0 / (static_cast<double>(n) * static_cast<double>(m));
-    return merged_row(
-        u, v, [m](int64_t i) { return (i + 1) * m; }, [n](int64_t j) { return (j + 1) * n; }, scale, p,
-        gu, gv);
+    const UniformLevels levels{n, m};
+    for (int64_t i = 0; i < n; ++i) below[i] = static_cast<uint32_t>(levels.v_below_u(i));
+    for (int64_t j = 0; j < m; ++j) upto[j] = static_cast<uint32_t>(levels.u_upto_v(j));
+    return merged_row(u, v, Counted<UniformLevels>(levels, below, upto), p, gu, gv, scratch.cells);
   }
-  levels.resize(static_cast<size_t>(n + m));
-  double* lu = levels.data();
+  scratch.levels.resize(static_cast<size_t>(n + m));
+  double* lu = scratch.levels.data();
   double* lv = lu + n;
-  if (wu != nullptr) {
-    cumulative_levels(wu, u, lu);
-  } else {
-    for (int64_t i = 0; i < n; ++i) lu[i] = static_cast<double>(i + 1) / static_cast<double>(n);
-  }
-  if (wv != nullptr) {
-    cumulative_levels(wv, v, lv);
-  } else {
-    for (int64_t j = 0; j < m; ++j) lv[j] = static_cast<double>(j + 1) / static_cast<double>(m);
-  }
-  return merged_row(u, v, [lu](int64_t i) { return lu[i]; }, [lv](int64_t j) { return lv[j]; }, 1.0, p, gu,
-                    gv);
+  cumulative_levels(wu, u, lu);
+  cumulative_levels(wv, v, lv);
+  merge_counts(lu, n, lv, m, below, upto);
+  return merged_row(u, v, Counted<CumulativeLevels>({lu, lv, n, m}, below, upto), p, gu, gv, scratch.cells);
 }
 
 // Elements of work below which a parallel chunk is not worth a thread hand-off: sorting
@@ -185,14 +197,14 @@ void dominance_forward(const DominanceArgs<T>& a, const ParallelFor& parallel_fo
   }
   // Phase 2: rows in parallel.
   parallel_for(0, rows, std::max<int64_t>(1, kGrain / (n + m)), [&](int64_t begin, int64_t end) {
-    std::vector<double> levels;
+    RowScratch scratch;
     for (int64_t r = begin; r < end; ++r) {
       const std::pair<SortedRow<T>, SortedRow<T>> uv = row_of(r);
       const T* wu = a.wu != nullptr ? a.wu + r * n : nullptr;
       const T* wv = a.wv != nullptr ? a.wv + r * m : nullptr;
       T* gu = grad ? a.grad_u + r * n : nullptr;
       T* gv = grad ? a.grad_v + r * m : nullptr;
-      a.cost[r] = static_cast<T>(coupled_row(uv.first, uv.second, wu, wv, a.params, gu, gv, levels));
+      a.cost[r] = static_cast<T>(coupled_row(uv.first, uv.second, wu, wv, a.params, gu, gv, scratch));
     }
   });
 }

@@ -8,8 +8,9 @@
 #pragma once
 
 #include <cstdint>
-#include <cstring>
 #include <type_traits>
+
+#include "device.h"
 
 namespace aot_loss::kernels {
 
@@ -20,28 +21,23 @@ using key_t = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
 // bit of non-negatives. -0.0 is mapped to +0.0 first; every NaN gets the largest key.
 // Branch-free: on random signs a branch here mispredicts half the time.
 template <typename T>
-inline key_t<T> order_key(T x) {
+AOT_HD inline key_t<T> order_key(T x) {
   using K = key_t<T>;
   constexpr int kBits = 8 * sizeof(K);
   constexpr K kSign = K(1) << (kBits - 1);
-  const T y = x == T(0) ? T(0) : x;
-  K bits;
-  std::memcpy(&bits, &y, sizeof(K));
+  const K bits = to_bits(x == T(0) ? T(0) : x);
   const K flip = (K(0) - (bits >> (kBits - 1))) | kSign;  // negative: all ones; else the sign bit
   return x != x ? ~K(0) : bits ^ flip;
 }
 
 // Inverse of order_key (up to the sign of zero and the NaN payload).
 template <typename T>
-inline T key_value(key_t<T> key) {
+AOT_HD inline T key_value(key_t<T> key) {
   using K = key_t<T>;
   constexpr int kBits = 8 * sizeof(K);
   constexpr K kSign = K(1) << (kBits - 1);
   const K flip = ((key >> (kBits - 1)) - K(1)) | kSign;  // was non-negative: the sign bit; else all
-  const K bits = key ^ flip;
-  T x;
-  std::memcpy(&x, &bits, sizeof(K));
-  return x;
+  return from_bits<T>(key ^ flip);
 }
 
 constexpr int64_t kInsertionSortMax = 48;
