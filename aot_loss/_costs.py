@@ -4,7 +4,8 @@ Two small tables of functions, one entry per built-in name: ``COSTS`` (h) and ``
 (h', the analytic derivative used by the ``aot_loss::dominance`` op, which returns its
 gradients from the forward pass). Each takes the differences and the two parameters;
 ``label_smoothing`` is only read by the logistic cost (the caller rejects a non-zero value
-for the others). At a kink the slope is the one torch's autograd gives (relu'(0) = 0).
+for the others). At a kink and at NaN the slope is the one torch's autograd gives (its relu
+backward passes the gradient where not x <= 0: relu'(0) = 0, relu'(NaN) = 1).
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ def least_squares_slope(d: Tensor, beta: float, label_smoothing: float) -> Tenso
 
 
 def hinge_slope(d: Tensor, beta: float, label_smoothing: float) -> Tensor:
-    return -(beta - d > 0).to(d.dtype)
+    # not (beta - d <= 0), as relu's backward tests it: 0 at the kink, -1 at NaN
+    return -(beta - d <= 0).logical_not().to(d.dtype)
 
 
 SLOPES: dict[str, BuiltinCost] = {

@@ -107,6 +107,12 @@ def test_nan_and_inf_behave_like_the_torch_path():
     finite = torch.tensor([1.0, 0.0, -2.0, 0.5])
     both = [aot_loss.unpaired(finite, v, loss="hinge", backend=b) for b in ("native", "torch")]
     torch.testing.assert_close(both[0], both[1])
+    for loss in BUILTIN_COSTS:  # gradients too, NaN where the torch path has NaN
+        for m in (4, 3):
+            native = _loss_and_grads("native", u, v[:m], None, None, loss=loss, beta=0.5)
+            torch_path = _loss_and_grads("torch", u, v[:m], None, None, loss=loss, beta=0.5)
+            for a, b in zip(native, torch_path, strict=True):
+                torch.testing.assert_close(a, b, equal_nan=True)
 
 
 @needs_native
@@ -177,6 +183,16 @@ def test_composite_kernel_equals_the_torch_path(loss):
     torch.testing.assert_close(cost, expected.detach())
     torch.testing.assert_close(grad_u, a.grad)
     torch.testing.assert_close(grad_v, b.grad)
+
+
+@pytest.mark.parametrize("loss", BUILTIN_COSTS)
+def test_composite_kernel_nan_gradients_equal_the_torch_path(loss):
+    u = torch.tensor([1.0, float("nan"), -2.0, 0.5], dtype=f64)
+    v = torch.tensor([0.0, 1.0, float("nan")], dtype=f64)
+    _, grad_u, grad_v = _dominance_op._dominance_torch(u, v, None, None, loss, 0.5, 0.0, True)
+    expected = _loss_and_grads("torch", u, v, None, None, loss=loss, beta=0.5)
+    torch.testing.assert_close(grad_u, expected[1], equal_nan=True)
+    torch.testing.assert_close(grad_v, expected[2], equal_nan=True)
 
 
 @needs_native

@@ -1,5 +1,6 @@
 // The built-in convex costs h(d) and their slopes h'(d), d = Q_U(t) - Q_V(t), on host and device.
-// Mirrors aot_loss/_costs.py (the spec); the slope at a kink follows torch's relu'(0) = 0.
+// Mirrors aot_loss/_costs.py (the spec); the slope at a kink and at NaN
+// follows torch's relu backward (relu'(0) = 0, relu'(NaN) = 1).
 #pragma once
 
 #include <cstdint>
@@ -74,7 +75,7 @@ AOT_HD inline T cost_and_slope(T d, const CostParams& p, T* slope) {
     case Cost::kHinge:
     default: {
       const T r = relu(beta - d);
-      *slope = r > T(0) ? T(-1) : T(0) * r;  // NaN stays NaN
+      *slope = r <= T(0) ? T(0) : T(-1);  // as relu's backward: 0 at the kink, -1 at NaN
       return r;
     }
   }

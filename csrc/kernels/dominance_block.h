@@ -1,0 +1,225 @@
+// One row of the fused dominance cost computed by a group of threads that cooperate through
+// barriers (a CUDA thread block), for rows of up to kBlockMaxRow values per sample.
+//
+// The algorithm is written as phases: each phase is a loop over independent elements, and
+// a barrier separates it from the next. An executor supplies the loops and the barriers:
+// BlockExec (dominance_cuda.cu) spreads each phase over the threads of a block, SerialExec
+// below runs it on one host thread, in either direction, which is how the tests check the
+// phases on machines without a GPU. Every value a phase reads was written before its
+// barrier, so the result does not depend on the executor.
+//
+//   1. Sort: U and V together, as (side, order key, index) items in a bitonic network over
+//      P = next power of two >= n + m items; the items are distinct, so the order is
+//      that of a stable sort, U's items first, then V's, then the padding.
+//   2. Equal sizes without weights: pairs u_(i), v_(i), mass 1 / n each.
+//   3. Otherwise the merged grid of cells.h: levels (a scan of the sorted weights), counts,
+//      cells, then each sample's gradient from its cells.
+// Sums (the cost, the scan) use a fixed order for a given executor and block size, so
+// results repeat bit for bit.
+#pragma once
+
+#include <cstdint>
+
+#include "cells.h"
+#include "costs.h"
+#include "device.h"
+#include "sort.h"
+
+namespace aot_loss::kernels {
+
+constexpr int64_t kBlockMaxRow = 4096;  // per sample; the block sorts up to 8192 items
+constexpr uint32_t kSideBit = 0x80000000u;
+constexpr uint32_t kIndexMask = 0x7FFFFFFFu;
+
+// A row's inputs and outputs (row pointers; weights and gradients may be null).
+template <typename T>
+struct RowIo {
+  const T* u;
+  const T* v;
+  const T* wu;
+  const T* wv;
+  int64_t n, m;
+  CostParams params;
+  T* cost;  // one value
+  T* gu;    // (n) or nullptr
+  T* gv;    // (m) or nullptr
+};
+
+// A row's scratch. keys/tags (P items) live in fast memory (shared memory on a GPU); the
+// rest is only touched by weighted or unequal rows. keys are reused for the sorted values.
+template <typename T>
+struct RowWork {
+  key_t<T>* keys;   // (P)
+  uint32_t* tags;   // (P) side bit | index
+  int64_t p;        // P, a power of two >= n + m
+  double* levels;   // (n + m) cumulative levels, weighted rows only
+  uint32_t* counts; // (n + m)
+  double* cells;    // (n + m) cell gradients
+};
+
+AOT_HD inline int64_t sort_width(int64_t items) {
+  int64_t p = 1;
+  while (p < items) p <<= 1;
+  return p;
+}
+
+// Order of sort items: U before V, then by order key, then by index (ties stay in order).
+template <typename K>
+AOT_HD inline bool item_less(K ka, uint32_t ta, K kb, uint32_t tb) {
+  if ((ta ^ tb) & kSideBit) return ta < tb;
+  if (ka != kb) return ka < kb;
+  return ta < tb;
+}
+
+template <typename T, typename Exec>
+AOT_HD void block_sort(Exec& ex, const RowIo<T>& io, RowWork<T>& w) {
+  using K = key_t<T>;
+  K* keys = w.keys;
+  uint32_t* tags = w.tags;
+  const int64_t n = io.n, m = io.m;
+  ex.each(w.p, [&](int64_t t) {
+    if (t < n) {
+      keys[t] = order_key(io.u[t]);
+      tags[t] = static_cast<uint32_t>(t);
+    } else if (t < n + m) {
+      keys[t] = order_key(io.v[t - n]);
+      tags[t] = kSideBit | static_cast<uint32_t>(t - n);
+    } else {  // padding: after every V item, NaN keys included
+      keys[t] = ~K(0);
+      tags[t] = ~uint32_t(0);
+    }
+  });
+  ex.sync();
+  for (int64_t k = 2; k <= w.p; k <<= 1) {
+    for (int64_t j = k >> 1; j > 0; j >>= 1) {
+      ex.each(w.p / 2, [&](int64_t t) {
+        const int64_t lo = 2 * j * (t / j) + t % j, hi = lo + j;
+        const bool ascending = (lo & k) == 0;
+        if (item_less(keys[hi], tags[hi], keys[lo], tags[lo]) == ascending) {
+          const K key = keys[lo];
+          keys[lo] = keys[hi];
+          keys[hi] = key;
+          const uint32_t tag = tags[lo];
+          tags[lo] = tags[hi];
+          tags[hi] = tag;
+        }
+      });
+      ex.sync();
+    }
+  }
+  // Sorted values over the keys, read from the inputs as the torch path gathers them.
+  T* values = reinterpret_cast<T*>(keys);
+  ex.each(n + m, [&](int64_t t) {
+    const uint32_t index = tags[t] & kIndexMask;
+    values[t] = t < n ? io.u[index] : io.v[index];
+  });
+  ex.sync();
+}
+
+template <typename T, typename Exec, typename Levels>
+AOT_HD double block_merged(Exec& ex, const RowIo<T>& io, const RowWork<T>& w, const Levels& levels) {
+  const int64_t n = io.n, m = io.m;
+  const T* us = reinterpret_cast<const T*>(w.keys);
+  const T* vs = us + n;
+  double* cells = w.cells;
+  const double total = ex.sum(n + m, [&](int64_t k) {
+    return k < n ? u_cell(k, us, vs, levels, io.params, cells + k)
+                 : v_cell(k - n, us, vs, levels, io.params, cells + k);
+  });
+  if (io.gu != nullptr) {
+    ex.each(n + m, [&](int64_t k) {
+      if (k < n) {
+        io.gu[w.tags[k] & kIndexMask] = static_cast<T>(u_grad(k, levels, cells, cells + n));
+      } else {
+        io.gv[w.tags[k] & kIndexMask] = static_cast<T>(v_grad(k - n, levels, cells, cells + n));
+      }
+    });
+  }
+  return total;
+}
+
+// Normalised cumulative masses of one side's sorted weights (or i / size without weights).
+template <typename T, typename Exec>
+AOT_HD void block_levels(Exec& ex, const T* weights, const uint32_t* tags, int64_t size, double* levels) {
+  if (weights == nullptr) {
+    ex.each(size, [&](int64_t i) { levels[i] = static_cast<double>(i + 1) / static_cast<double>(size); });
+    return;
+  }
+  ex.each(size, [&](int64_t i) { levels[i] = static_cast<double>(weights[tags[i] & kIndexMask]); });
+  ex.sync();
+  ex.inclusive_scan(levels, size);  // ends with a barrier
+  const double total = levels[size - 1];
+  ex.sync();  // every thread has read the total before it is overwritten
+  ex.each(size, [&](int64_t i) { levels[i] = i + 1 < size ? levels[i] / total : 1.0; });
+}
+
+// The whole row: the cost to io.cost (by the executor's leader) and the gradients.
+template <typename T, typename Exec>
+AOT_HD void block_row(Exec& ex, const RowIo<T>& io, RowWork<T>& w) {
+  block_sort(ex, io, w);
+  const int64_t n = io.n, m = io.m;
+  double total;
+  if (io.wu == nullptr && io.wv == nullptr && n == m) {
+    const T* us = reinterpret_cast<const T*>(w.keys);
+    const T* vs = us + n;
+    const T inv_n = T(1) / static_cast<T>(n);
+    total = ex.sum(n, [&](int64_t i) {
+      T slope;
+      const T h = cost_and_slope<T>(us[i] - vs[i], io.params, &slope);
+      if (io.gu != nullptr) {
+        io.gu[w.tags[i] & kIndexMask] = slope * inv_n;
+        io.gv[w.tags[n + i] & kIndexMask] = -slope * inv_n;
+      }
+      return static_cast<double>(h);
+    });
+    total /= static_cast<double>(n);
+  } else {
+    uint32_t* below = w.counts;
+    uint32_t* upto = below + n;
+    if (io.wu == nullptr && io.wv == nullptr) {
+      const UniformLevels uniform{n, m};
+      ex.each(n + m, [&](int64_t k) {
+        below[k] = static_cast<uint32_t>(k < n ? uniform.v_below_u(k) : uniform.u_upto_v(k - n));
+      });
+      ex.sync();
+      total = block_merged(ex, io, w, Counted<UniformLevels>(uniform, below, upto));
+    } else {
+      double* lu = w.levels;
+      double* lv = lu + n;
+      block_levels(ex, io.wu, w.tags, n, lu);
+      block_levels(ex, io.wv, w.tags + n, m, lv);
+      ex.sync();
+      ex.each(n + m, [&](int64_t k) {
+        below[k] = k < n ? count_levels<false>(lv, m, lu[k]) : count_levels<true>(lu, n, lv[k - n]);
+      });
+      ex.sync();
+      const CumulativeLevels cumulative{lu, lv, n, m};
+      total = block_merged(ex, io, w, Counted<CumulativeLevels>(cumulative, below, upto));
+    }
+  }
+  if (ex.leader()) *io.cost = static_cast<T>(total);
+}
+
+// Runs the phases on one host thread, each phase's elements in ascending or descending
+// order: a missing barrier (a phase reading what the same phase writes) shows up as a
+// difference between the two directions.
+struct SerialExec {
+  bool descending = false;
+  template <typename F>
+  void each(int64_t count, const F& f) const {
+    for (int64_t i = 0; i < count; ++i) f(descending ? count - 1 - i : i);
+  }
+  void sync() const {}
+  bool leader() const { return true; }
+  template <typename F>
+  double sum(int64_t count, const F& f) const {
+    double total = 0.0;
+    each(count, [&](int64_t i) { total += f(i); });
+    return total;
+  }
+  void inclusive_scan(double* x, int64_t count) const {
+    for (int64_t i = 1; i < count; ++i) x[i] += x[i - 1];
+  }
+};
+
+}  // namespace aot_loss::kernels
