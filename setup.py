@@ -6,6 +6,11 @@ compiler; the C++ kernels are built only on request:
 They use the LibTorch stable ABI and the CPython limited API, so one build serves
 torch >= 2.10 on Python >= 3.10. Build facts go to ``aot_loss/_C_build.json`` so that
 ``python -m aot_loss.info`` can report them.
+
+``AOT_LOSS_BUILD_CUDA=1`` (with ``AOT_LOSS_BUILD_EXT=1``, against a CUDA build of torch) adds
+the CUDA kernels of ``csrc/kernels/*.cu`` and their binding ``csrc/cuda/*.cpp``, for sm_80 and
+sm_90 unless ``TORCH_CUDA_ARCH_LIST`` names others. It is never switched on by the mere
+presence of nvcc.
 """
 
 from __future__ import annotations
@@ -38,17 +43,32 @@ def _native_extensions() -> tuple[list, dict, dict]:
         "-DPy_LIMITED_API=0x030a0000",
         "-DTORCH_TARGET_VERSION=0x020a000000000000",
     ]
-    ext = CppExtension(
+    sources = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("*.cpp"))
+    compile_args: dict[str, list[str]] = {"cxx": flags}
+    extension = CppExtension
+    cuda = os.environ.get("AOT_LOSS_BUILD_CUDA") == "1"
+    if cuda:
+        from torch.utils.cpp_extension import CUDAExtension
+
+        if torch.version.cuda is None:
+            raise SystemExit(f"AOT_LOSS_BUILD_CUDA=1 needs a CUDA build of torch; found {torch.__version__}")
+        sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("cuda/*.cpp"))
+        sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("kernels/*.cu"))
+        archs = [] if os.environ.get("TORCH_CUDA_ARCH_LIST") else ["80", "90"]
+        gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]
+        compile_args["nvcc"] = ["-O3", "-std=c++17", *gencode]
+        extension = CUDAExtension
+    ext = extension(
         "aot_loss._C",
-        sources=sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("*.cpp")),
+        sources=sources,
         include_dirs=[str(ROOT / "csrc")],
-        extra_compile_args={"cxx": flags},
+        extra_compile_args=compile_args,
         py_limited_api=True,
     )
     info = {
         "torch": torch.__version__,
         "target": "2.10 stable ABI",
-        "cuda": False,
+        "cuda": cuda,
         "python": platform.python_version(),
         "compiler_flags": flags,
     }

@@ -17,6 +17,10 @@ from . import _native
 from ._validation import Options
 
 _MAX_ROW = 2**32 - 1  # the native kernels index rows with 32-bit permutations
+# The CUDA kernel runs rows of up to 4096 values per sample one block each; longer rows go
+# through grid-wide kernels that put rows on the grid's y dimension (at most 65535).
+_CUDA_BLOCK_ROW = 4096
+_CUDA_MAX_LONG_ROWS = 65535
 
 
 def use_native(
@@ -57,4 +61,10 @@ def _unserved(
         )
     if max(u.shape[-1], v.shape[-1]) >= _MAX_ROW:
         return ValueError(f"backend='native' serves rows shorter than {_MAX_ROW} elements")
+    longest, rows = max(u.shape[-1], v.shape[-1]), u.numel() // max(u.shape[-1], 1)
+    if u.device.type == "cuda" and longest > _CUDA_BLOCK_ROW and rows > _CUDA_MAX_LONG_ROWS:
+        return ValueError(
+            f"backend='native' on CUDA serves at most {_CUDA_MAX_LONG_ROWS} rows of more than "
+            f"{_CUDA_BLOCK_ROW} values"
+        )
     return None

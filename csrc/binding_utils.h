@@ -1,4 +1,4 @@
-// Helpers shared by the CPU bindings: the LibTorch stable ABI only, so one build serves
+// Helpers shared by the CPU and CUDA bindings: the LibTorch stable ABI only, so one build serves
 // every torch >= 2.10.
 #pragma once
 
@@ -31,10 +31,11 @@ inline torch::stable::Tensor as_contiguous(const torch::stable::Tensor& t) {
   return t.is_contiguous() ? t : torch::stable::contiguous(t);
 }
 
-// A contiguous CPU tensor straight from the C shim: torch::stable::new_empty goes through a
+// A contiguous tensor straight from the C shim: torch::stable::new_empty goes through a
 // by-name dispatcher call that costs ~2 us, most of a small op's time. `dtype` is an AOTI
-// dtype code (aoti_torch_dtype_*()).
-inline torch::stable::Tensor empty_cpu(const std::vector<int64_t>& shape, int32_t dtype) {
+// dtype code (aoti_torch_dtype_*()), `device_type` an AOTI device type code.
+inline torch::stable::Tensor empty_on(const std::vector<int64_t>& shape, int32_t dtype, int32_t device_type,
+                                      int32_t device_index) {
   std::vector<int64_t> strides(shape.size());
   int64_t stride = 1;
   for (size_t d = shape.size(); d-- > 0;) {
@@ -43,9 +44,13 @@ inline torch::stable::Tensor empty_cpu(const std::vector<int64_t>& shape, int32_
   }
   AtenTensorHandle handle = nullptr;
   STD_TORCH_CHECK(aoti_torch_empty_strided(static_cast<int64_t>(shape.size()), shape.data(), strides.data(), dtype,
-                                           aoti_torch_device_type_cpu(), 0, &handle) == AOTI_TORCH_SUCCESS,
+                                           device_type, device_index, &handle) == AOTI_TORCH_SUCCESS,
                   "aot_loss: allocation failed");
   return torch::stable::Tensor(handle);
+}
+
+inline torch::stable::Tensor empty_cpu(const std::vector<int64_t>& shape, int32_t dtype) {
+  return empty_on(shape, dtype, aoti_torch_device_type_cpu(), 0);
 }
 
 // The AOTI dtype code of a tensor, for empty_cpu.

@@ -1,4 +1,5 @@
-"""CUDA: same values and gradients as on CPU, same tie handling, no host synchronisation.
+"""CUDA: same values and gradients as on CPU, same tie handling, no host synchronisation;
+and the native CUDA kernels against the torch path on the GPU.
 
 Skipped cleanly when no CUDA device is present.
 """
@@ -8,6 +9,7 @@ import torch
 from oracles import BUILTIN_COSTS
 
 import aot_loss
+from aot_loss import _native
 
 pytestmark = [
     pytest.mark.cuda,
@@ -107,3 +109,134 @@ def test_cuda_soft_loss_matches_cpu():
     )
     torch.testing.assert_close(gpu, cpu)
     torch.testing.assert_close(gpu_grads[0], cpu_grads[0])
+
+
+# The native CUDA kernels (built with AOT_LOSS_BUILD_EXT=1 AOT_LOSS_BUILD_CUDA=1).
+needs_cuda_native = pytest.mark.skipif(
+    "cuda" not in _native.STATUS.devices,
+    reason=f"no native CUDA kernels ({_native.STATUS.reason or 'a CPU-only build'})",
+)
+f32, f64 = torch.float32, torch.float64
+
+# (shape of u, shape of v, weighted): the block kernel (<= 4096 per sample) and the long path
+CUDA_SHAPES = {
+    "block_pairs": ((64,), (64,), False),
+    "block_one": ((1,), (1,), False),
+    "block_unequal": ((100,), (37,), False),
+    "block_weighted": ((300,), (200,), True),
+    "block_rows": ((5, 33), (5, 33), False),
+    "block_many_short_rows": ((1024, 16), (1024, 16), False),
+    "block_largest": ((4096,), (4096,), False),
+    "block_skewed": ((4096,), (1,), False),
+    "block_rows_unequal_weighted": ((4, 40), (4, 17), True),
+    "long_pairs": ((70_000,), (70_000,), False),
+    "long_unequal": ((5000,), (3000,), False),
+    "long_weighted": ((6000,), (4500,), True),
+    "long_rows": ((3, 5000), (3, 4100), False),
+    "long_rows_weighted": ((2, 4097), (2, 4097), True),
+}
+
+
+def _native_vs_torch(u, v, wu, wv, **options):
+    """Loss and gradients of both backends on the same CUDA tensors."""
+    out = []
+    for backend in ("native", "torch"):
+        a, b = u.detach().clone().requires_grad_(), v.detach().clone().requires_grad_()
+        loss = aot_loss.unpaired(a, b, pos_weights=wu, neg_weights=wv, backend=backend, **options)
+        loss.sum().backward()
+        out.append((loss.detach(), a.grad, b.grad))
+    return out
+
+
+@needs_cuda_native
+@pytest.mark.parametrize("loss", BUILTIN_COSTS)
+@pytest.mark.parametrize("case", CUDA_SHAPES)
+@pytest.mark.parametrize("dtype", [f32, f64])
+def test_cuda_native_equals_torch(loss, case, dtype):
+    shape_u, shape_v, weighted = CUDA_SHAPES[case]
+    u = (torch.randn(shape_u, dtype=f64) * 3).to(dtype).cuda()
+    v = (torch.randn(shape_v, dtype=f64) * 3).to(dtype).cuda()
+    wu = torch.rand(shape_u, dtype=dtype).cuda() if weighted else None
+    wv = torch.rand(shape_v, dtype=dtype).cuda() if weighted else None
+    options = {"loss": loss, "beta": 0.7, "label_smoothing": 0.2 if loss == "logistic" else 0.0}
+    options["reduction"] = "none" if u.dim() == 2 else "mean"
+    native, torch_path = _native_vs_torch(u, v, wu, wv, **options)
+    if dtype == f64:
+        tolerance = {"rtol": 1e-10, "atol": 1e-12}
+    else:  # float32 cell masses on the torch path, float64 in the kernel (see test_native.py)
+        tolerance = {"rtol": 1e-4, "atol": 1e-5} if weighted else {"rtol": 2e-5, "atol": 1e-6}
+    for a, b in zip(native, torch_path, strict=True):
+        assert a.dtype == b.dtype and a.device.type == "cuda"
+        torch.testing.assert_close(a, b, **tolerance)
+
+
+@needs_cuda_native
+@pytest.mark.parametrize(
+    ("n", "m"), [(10, 10), (200, 200), (40, 17), (3000, 4096), (50_000, 50_000), (9000, 50)]
+)
+def test_cuda_native_ties_send_gradients_to_the_same_elements(n, m):
+    values = torch.tensor([0.0, -0.0, 1.0, -1.0, 2.0], dtype=f64)
+    u = values[torch.randint(0, 5, (n,))].cuda()
+    v = (values[torch.randint(0, 5, (m,))] * 0.5).cuda()
+    for loss in BUILTIN_COSTS:
+        native, torch_path = _native_vs_torch(u, v, None, None, loss=loss, beta=0.3)
+        for a, b in zip(native, torch_path, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
+            assert torch.equal(a != 0, b != 0)
+
+
+@needs_cuda_native
+@pytest.mark.parametrize(("n", "m"), [(6, 6), (6, 4), (5000, 5000), (5000, 4200)])
+def test_cuda_native_non_finite_values_match_the_torch_path(n, m):
+    u, v = torch.randn(n, dtype=f64), torch.randn(m, dtype=f64)
+    u[1], u[-1], v[2], v[0] = float("nan"), -float("inf"), float("inf"), float("nan")
+    for loss in BUILTIN_COSTS:
+        native, torch_path = _native_vs_torch(u.cuda(), v.cuda(), None, None, loss=loss, beta=0.5)
+        for a, b in zip(native, torch_path, strict=True):
+            torch.testing.assert_close(a, b, equal_nan=True)
+
+
+@needs_cuda_native
+@pytest.mark.parametrize("shape", [(300,), (8, 100), (100_000,)])
+def test_cuda_native_repeats_bit_for_bit(shape):
+    u, v = torch.randn(shape, device="cuda"), torch.randn(shape, device="cuda")
+    w = torch.rand(shape, device="cuda")
+    for weights in (None, w):
+        runs = [_native_vs_torch(u, v, weights, None, reduction="sum")[0] for _ in range(2)]
+        for a, b in zip(*runs, strict=True):
+            assert torch.equal(a, b)
+
+
+@needs_cuda_native
+@pytest.mark.parametrize("shape", [(9,), (3, 8), (5000,)])
+def test_cuda_native_opcheck(shape):
+    u = torch.randn(shape, device="cuda", dtype=f64, requires_grad=True)
+    v = torch.randn(shape, device="cuda", dtype=f64)
+    w = torch.rand(shape, device="cuda", dtype=f64)
+    for args in [(u, v, None, None, "logistic", 0.5, 0.1, True), (u, v, w, None, "hinge", 0.2, 0.0, True)]:
+        torch.library.opcheck(torch.ops.aot_loss.dominance.default, args)
+
+
+@needs_cuda_native
+def test_cuda_native_gradcheck():
+    u = (torch.randperm(20)[:7].to(f64) * 0.3).cuda().requires_grad_()
+    v = (torch.randperm(20)[:5].to(f64) * 0.3 + 0.01).cuda().requires_grad_()
+    w = (torch.rand(7, dtype=f64) + 0.1).cuda()
+    for loss in BUILTIN_COSTS:
+
+        def cost(a, b, loss=loss):
+            return torch.ops.aot_loss.dominance(a, b, w, None, loss, 0.8, 0.0, True)[0]
+
+        assert torch.autograd.gradcheck(cost, (u, v))
+
+
+@needs_cuda_native
+def test_cuda_native_compile_fullgraph():
+    torch.compiler.reset()
+    u = torch.randn(2, 300, device="cuda", requires_grad=True)
+    v = torch.randn(2, 200, device="cuda")
+    fn = torch.compile(lambda a, b: aot_loss.unpaired(a, b, backend="native"), fullgraph=True)
+    fn(u, v).backward()
+    expected = u.detach().clone().requires_grad_()
+    aot_loss.unpaired(expected, v, backend="torch").backward()
+    torch.testing.assert_close(u.grad, expected.grad)

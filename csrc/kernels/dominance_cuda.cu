@@ -1,0 +1,495 @@
+// CUDA kernels of the fused dominance cost. Torch-free: the binding (csrc/dominance_cuda.cpp)
+// allocates outputs and scratch with torch and calls the launchers of dominance_cuda.h.
+//
+// Rows of up to kBlockMaxRow values per sample: one thread block per row runs the phases of
+// dominance_block.h (a bitonic sort of U and V together in shared memory, then the pairs or
+// the merged grid), one launch in all.
+// Longer rows: CUB's stable segmented radix sort of the order keys (U's and V's rows as
+// segments of one sort), then the same per-element functions of cells.h in grid-wide
+// kernels, and per-row sums over fixed tiles, so results repeat bit for bit.
+#include <cuda_runtime.h>
+
+#include <cub/device/device_radix_sort.cuh>
+#include <cub/device/device_scan.cuh>
+#include <cub/device/device_segmented_radix_sort.cuh>
+
+#include <cstdint>
+
+#include "cells.h"
+#include "dominance_block.h"
+#include "dominance_cuda.h"
+#include "sort.h"
+
+namespace aot_loss::cuda {
+namespace {
+
+namespace k = aot_loss::kernels;
+
+// The executor of dominance_block.h on a thread block. `scratch` is blockDim.x doubles of
+// shared memory; blockDim.x is a power of two.
+struct BlockExec {
+  double* scratch;
+
+  template <typename F>
+  __device__ void each(int64_t count, const F& f) const {
+    for (int64_t i = threadIdx.x; i < count; i += blockDim.x) f(i);
+  }
+  __device__ void sync() const { __syncthreads(); }
+  __device__ bool leader() const { return threadIdx.x == 0; }
+
+  // Each thread sums its strided elements in order, then a tree over the threads.
+  template <typename F>
+  __device__ double sum(int64_t count, const F& f) const {
+    double local = 0.0;
+    each(count, [&](int64_t i) { local += f(i); });
+    scratch[threadIdx.x] = local;
+    __syncthreads();
+    for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
+      if (threadIdx.x < s) scratch[threadIdx.x] += scratch[threadIdx.x + s];
+      __syncthreads();
+    }
+    const double total = scratch[0];
+    __syncthreads();  // every thread has read it before the scratch is reused
+    return total;
+  }
+
+  // Chunks of consecutive elements per thread: scan each, scan the chunk totals, add.
+  __device__ void inclusive_scan(double* x, int64_t count) const {
+    const int64_t chunk = (count + blockDim.x - 1) / blockDim.x;
+    const int64_t begin = threadIdx.x * chunk;
+    const int64_t end = begin + chunk < count ? begin + chunk : count;
+    double running = 0.0;
+    for (int64_t i = begin; i < end; ++i) x[i] = running += x[i];
+    scratch[threadIdx.x] = running;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      double offset = 0.0;
+      for (unsigned t = 0; t < blockDim.x; ++t) {
+        const double total = scratch[t];
+        scratch[t] = offset;
+        offset += total;
+      }
+    }
+    __syncthreads();
+    for (int64_t i = begin; i < end; ++i) x[i] += scratch[threadIdx.x];
+    __syncthreads();
+  }
+};
+
+template <typename T>
+__device__ k::RowIo<T> row_io(const k::DominanceArgs<T>& a, int64_t r) {
+  const int64_t n = a.n, m = a.m;
+  return {a.u + r * n,
+          a.v + r * m,
+          a.wu != nullptr ? a.wu + r * n : nullptr,
+          a.wv != nullptr ? a.wv + r * m : nullptr,
+          n,
+          m,
+          a.params,
+          a.cost + r,
+          a.grad_u != nullptr ? a.grad_u + r * n : nullptr,
+          a.grad_v != nullptr ? a.grad_v + r * m : nullptr};
+}
+
+// ---------------------------------------------------------------------------------------
+// Short rows: one block per row.
+
+template <typename T>
+__global__ void __launch_bounds__(1024) block_rows_kernel(k::DominanceArgs<T> a, int64_t p, double* levels,
+                                                           uint32_t* counts, double* cells) {
+  extern __shared__ double shared[];  // doubles first: every part stays aligned
+  const int64_t r = blockIdx.x, width = a.n + a.m;
+  BlockExec ex{shared};
+  auto* keys = reinterpret_cast<k::key_t<T>*>(shared + blockDim.x);
+  auto* tags = reinterpret_cast<uint32_t*>(keys + p);
+  k::RowWork<T> w{keys,
+                  tags,
+                  p,
+                  levels != nullptr ? levels + r * width : nullptr,
+                  counts != nullptr ? counts + r * width : nullptr,
+                  cells != nullptr ? cells + r * width : nullptr};
+  k::block_row(ex, row_io(a, r), w);
+}
+
+struct BlockPlan {
+  int64_t p;
+  unsigned threads;
+  size_t shared_bytes;
+};
+
+template <typename T>
+BlockPlan block_plan(int64_t n, int64_t m) {
+  const int64_t p = k::sort_width(n + m);
+  unsigned threads = 32;
+  while (threads < 1024 && 2 * static_cast<int64_t>(threads) < p) threads <<= 1;
+  const size_t bytes = threads * sizeof(double) + p * (sizeof(k::key_t<T>) + sizeof(uint32_t));
+  return {p, threads, bytes};
+}
+
+// ---------------------------------------------------------------------------------------
+// Long rows: CUB sort, then grid-wide kernels.
+
+constexpr int kThreads = 256;
+constexpr int64_t kTile = 4096;  // elements per block in the sums: a fixed order, whatever the GPU
+
+// U's rows then V's rows, as the segments of one sort: keys, local indices, and offsets.
+template <typename T>
+__global__ void keys_kernel(k::DominanceArgs<T> a, k::key_t<T>* keys, uint32_t* index, int64_t* offsets) {
+  const int64_t total_u = a.rows * a.n, total = total_u + a.rows * a.m;
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += gridDim.x * int64_t(blockDim.x)) {
+    if (e < total_u) {
+      keys[e] = k::order_key(a.u[e]);
+      index[e] = static_cast<uint32_t>(e % a.n);
+    } else {
+      keys[e] = k::order_key(a.v[e - total_u]);
+      index[e] = static_cast<uint32_t>((e - total_u) % a.m);
+    }
+    if (e <= 2 * a.rows) offsets[e] = e <= a.rows ? e * a.n : total_u + (e - a.rows) * a.m;
+  }
+}
+
+// Sorted values, gathered from the inputs as the torch path does, and the sorted weights
+// of each weighted side into `weights`.
+template <typename T>
+__global__ void gather_kernel(k::DominanceArgs<T> a, const uint32_t* perm, T* sorted, double* weights) {
+  const int64_t total_u = a.rows * a.n, total = total_u + a.rows * a.m;
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += gridDim.x * int64_t(blockDim.x)) {
+    const bool is_u = e < total_u;
+    const int64_t local = is_u ? e % a.n : (e - total_u) % a.m;
+    const int64_t source = (is_u ? e : e - total_u) - local + perm[e];
+    sorted[e] = is_u ? a.u[source] : a.v[source];
+    const T* w = is_u ? a.wu : a.wv;
+    if (weights != nullptr && w != nullptr) weights[e] = static_cast<double>(w[source]);
+  }
+}
+
+// Levels of each row: scanned masses normalised (last exactly 1), or exact steps
+// (i + 1) / size on a side without weights, as on the CPU.
+__global__ void levels_kernel(const double* scanned, double* levels, int64_t rows, int64_t n, int64_t m,
+                              bool u_weighted, bool v_weighted) {
+  const int64_t total_u = rows * n, total = total_u + rows * m;
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += gridDim.x * int64_t(blockDim.x)) {
+    const bool is_u = e < total_u;
+    const int64_t size = is_u ? n : m;
+    const int64_t local = is_u ? e % n : (e - total_u) % m;
+    if (!(is_u ? u_weighted : v_weighted)) {
+      levels[e] = static_cast<double>(local + 1) / static_cast<double>(size);
+    } else {
+      levels[e] = local + 1 < size ? scanned[e] / scanned[e + (size - 1 - local)] : 1.0;
+    }
+  }
+}
+
+// The two counts of each row's merged grid (cells.h), by search or closed form.
+__global__ void counts_kernel(const double* levels, uint32_t* counts, int64_t rows, int64_t n, int64_t m) {
+  const int64_t width = n + m, total = rows * width;
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += gridDim.x * int64_t(blockDim.x)) {
+    const int64_t r = e / width, k_ = e % width;
+    uint32_t count;
+    if (levels == nullptr) {
+      const k::UniformLevels uniform{n, m};
+      count = static_cast<uint32_t>(k_ < n ? uniform.v_below_u(k_) : uniform.u_upto_v(k_ - n));
+    } else {
+      const double* lu = levels + r * n;
+      const double* lv = levels + rows * n + r * m;
+      count = k_ < n ? k::count_levels<false>(lv, m, lu[k_]) : k::count_levels<true>(lu, n, lv[k_ - n]);
+    }
+    counts[e] = count;
+  }
+}
+
+// Per-row buffers of the long path: sorted values, permutations, counts, cells, levels.
+template <typename T>
+struct LongRows {
+  k::DominanceArgs<T> a;
+  const T* sorted;        // rows * n of U, then rows * m of V
+  const uint32_t* perm;   // same layout
+  const double* levels;   // same layout, weighted only
+  const uint32_t* counts; // (rows, n + m): below then upto
+  double* cells;          // (rows, n + m)
+  double* partial;        // (rows, tiles)
+
+  __device__ const T* us(int64_t r) const { return sorted + r * a.n; }
+  __device__ const T* vs(int64_t r) const { return sorted + a.rows * a.n + r * a.m; }
+  __device__ const uint32_t* pu(int64_t r) const { return perm + r * a.n; }
+  __device__ const uint32_t* pv(int64_t r) const { return perm + a.rows * a.n + r * a.m; }
+  template <typename F>
+  __device__ void with_levels(int64_t r, const F& f) const {
+    const uint32_t* below = counts + r * (a.n + a.m);
+    if (levels == nullptr) {
+      f(k::Counted<k::UniformLevels>({a.n, a.m}, below, below + a.n));
+    } else {
+      const k::CumulativeLevels cumulative{levels + r * a.n, levels + a.rows * a.n + r * a.m, a.n, a.m};
+      f(k::Counted<k::CumulativeLevels>(cumulative, below, below + a.n));
+    }
+  }
+};
+
+// Sum over one tile of a row into partial[row, tile]: per-thread strided sums, then a tree.
+__device__ void tile_sum(double local, double* partial) {
+  __shared__ double sums[kThreads];
+  sums[threadIdx.x] = local;
+  __syncthreads();
+  for (unsigned s = kThreads / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) sums[threadIdx.x] += sums[threadIdx.x + s];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) *partial = sums[0];
+}
+
+// Equal sizes without weights: sorted pairs. grid = (tiles, rows).
+template <typename T>
+__global__ void __launch_bounds__(kThreads) pairs_kernel(LongRows<T> L) {
+  const int64_t r = blockIdx.y, n = L.a.n;
+  const int64_t begin = blockIdx.x * kTile, end = begin + kTile < n ? begin + kTile : n;
+  const T* us = L.us(r);
+  const T* vs = L.vs(r);
+  const T inv_n = T(1) / static_cast<T>(n);
+  double local = 0.0;
+  for (int64_t i = begin + threadIdx.x; i < end; i += kThreads) {
+    T slope;
+    local += static_cast<double>(k::cost_and_slope<T>(us[i] - vs[i], L.a.params, &slope));
+    if (L.a.grad_u != nullptr) {
+      L.a.grad_u[r * n + L.pu(r)[i]] = slope * inv_n;
+      L.a.grad_v[r * n + L.pv(r)[i]] = -slope * inv_n;
+    }
+  }
+  tile_sum(local, L.partial + r * gridDim.x + blockIdx.x);
+}
+
+// The merged grid: every cell's cost into the tile sums, its gradient into `cells`.
+template <typename T>
+__global__ void __launch_bounds__(kThreads) cells_kernel(LongRows<T> L) {
+  const int64_t r = blockIdx.y, n = L.a.n, width = n + L.a.m;
+  const int64_t begin = blockIdx.x * kTile, end = begin + kTile < width ? begin + kTile : width;
+  double local = 0.0;
+  L.with_levels(r, [&](const auto& levels) {
+    double* cells = L.cells + r * width;
+    for (int64_t c = begin + threadIdx.x; c < end; c += kThreads) {
+      local += c < n ? k::u_cell(c, L.us(r), L.vs(r), levels, L.a.params, cells + c)
+                     : k::v_cell(c - n, L.us(r), L.vs(r), levels, L.a.params, cells + c);
+    }
+  });
+  tile_sum(local, L.partial + r * gridDim.x + blockIdx.x);
+}
+
+template <typename T>
+__global__ void grads_kernel(LongRows<T> L) {
+  const int64_t n = L.a.n, m = L.a.m, width = n + m, total = L.a.rows * width;
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += gridDim.x * int64_t(blockDim.x)) {
+    const int64_t r = e / width, c = e % width;
+    const double* cells = L.cells + r * width;
+    L.with_levels(r, [&](const auto& levels) {
+      if (c < n) {
+        L.a.grad_u[r * n + L.pu(r)[c]] = static_cast<T>(k::u_grad(c, levels, cells, cells + n));
+      } else {
+        L.a.grad_v[r * m + L.pv(r)[c - n]] = static_cast<T>(k::v_grad(c - n, levels, cells, cells + n));
+      }
+    });
+  }
+}
+
+// cost[r] = scale * (sum of the row's tiles, in order of a tree over one block).
+template <typename T>
+__global__ void __launch_bounds__(kThreads) finish_kernel(const double* partial, int64_t tiles, double scale,
+                                                          T* cost) {
+  const int64_t r = blockIdx.x;
+  double local = 0.0;
+  for (int64_t t = threadIdx.x; t < tiles; t += kThreads) local += partial[r * tiles + t];
+  __shared__ double total;
+  double* out = &total;
+  tile_sum(local, out);
+  if (threadIdx.x == 0) cost[r] = static_cast<T>(total * scale);
+}
+
+// ---------------------------------------------------------------------------------------
+// Workspace layout, shared by the sizing and the launch.
+
+constexpr size_t kAlign = 256;
+
+struct Carver {  // hands out aligned pieces of one allocation (or only counts, when base is null)
+  char* base;
+  size_t used = 0;
+  template <typename U>
+  U* take(int64_t count) {
+    used = (used + kAlign - 1) / kAlign * kAlign;
+    U* out = base != nullptr ? reinterpret_cast<U*>(base + used) : nullptr;
+    used += static_cast<size_t>(count) * sizeof(U);
+    return out;
+  }
+};
+
+bool uses_blocks(int64_t n, int64_t m) { return n <= k::kBlockMaxRow && m <= k::kBlockMaxRow; }
+
+bool merged(int64_t n, int64_t m, bool weighted) { return weighted || n != m; }
+
+int64_t grid_for(int64_t total) {
+  const int64_t blocks = (total + kThreads - 1) / kThreads;
+  return blocks < 65535 * 8 ? (blocks > 0 ? blocks : 1) : 65535 * 8;
+}
+
+template <typename T>
+struct LongBuffers {
+  k::key_t<T>* keys[2];
+  uint32_t* index[2];
+  int64_t* offsets;
+  T* sorted;
+  double* levels;
+  double* scratch;  // sorted weights, then the cells
+  double* scanned;
+  uint32_t* counts;
+  double* partial;
+  void* cub;
+  size_t cub_bytes;
+};
+
+template <typename T>
+size_t cub_bytes(int64_t rows, int64_t n, int64_t m, bool weighted) {
+  const int64_t total = rows * (n + m);
+  size_t sort_bytes = 0, scan_bytes = 0;
+  constexpr int kBits = 8 * sizeof(k::key_t<T>);
+  const k::key_t<T>* kin = nullptr;
+  k::key_t<T>* kout = nullptr;
+  const uint32_t* iin = nullptr;
+  uint32_t* iout = nullptr;
+  const int64_t* offsets = nullptr;
+  cub::DeviceSegmentedRadixSort::SortPairs(nullptr, sort_bytes, kin, kout, iin, iout, total,
+                                           static_cast<int64_t>(2 * rows), offsets, offsets + 1, 0, kBits);
+  if (weighted) {
+    const double* in = nullptr;
+    double* out = nullptr;
+    const int64_t longest = n > m ? n : m;
+    cub::DeviceScan::InclusiveSum(nullptr, scan_bytes, in, out, longest);
+  }
+  return sort_bytes > scan_bytes ? sort_bytes : scan_bytes;
+}
+
+template <typename T>
+LongBuffers<T> carve_long(Carver& c, int64_t rows, int64_t n, int64_t m, bool weighted) {
+  const int64_t total = rows * (n + m);
+  const int64_t tiles = (n + m + kTile - 1) / kTile;
+  LongBuffers<T> b{};
+  for (int s = 0; s < 2; ++s) {
+    b.keys[s] = c.take<k::key_t<T>>(total);
+    b.index[s] = c.take<uint32_t>(total);
+  }
+  b.offsets = c.take<int64_t>(2 * rows + 1);
+  b.sorted = c.take<T>(total);
+  const bool grid = merged(n, m, weighted);
+  b.levels = weighted ? c.take<double>(total) : nullptr;
+  b.scratch = grid ? c.take<double>(total) : nullptr;
+  b.scanned = weighted ? c.take<double>(total) : nullptr;
+  b.counts = grid ? c.take<uint32_t>(total) : nullptr;
+  b.partial = c.take<double>(rows * tiles);
+  b.cub_bytes = cub_bytes<T>(rows, n, m, weighted);
+  b.cub = c.take<char>(static_cast<int64_t>(b.cub_bytes));
+  return b;
+}
+
+template <typename T>
+size_t workspace_bytes(int64_t rows, int64_t n, int64_t m, bool weighted) {
+  Carver c{nullptr};
+  if (uses_blocks(n, m)) {
+    if (merged(n, m, weighted)) {
+      c.take<double>(rows * (n + m));  // levels
+      c.take<uint32_t>(rows * (n + m));
+      c.take<double>(rows * (n + m));  // cells
+    }
+  } else {
+    carve_long<T>(c, rows, n, m, weighted);
+  }
+  return c.used;
+}
+
+template <typename T>
+cudaError_t launch_blocks(const k::DominanceArgs<T>& a, Carver& c, cudaStream_t stream) {
+  const bool grid = merged(a.n, a.m, a.wu != nullptr || a.wv != nullptr);
+  double* levels = grid ? c.take<double>(a.rows * (a.n + a.m)) : nullptr;
+  uint32_t* counts = grid ? c.take<uint32_t>(a.rows * (a.n + a.m)) : nullptr;
+  double* cells = grid ? c.take<double>(a.rows * (a.n + a.m)) : nullptr;
+  const BlockPlan plan = block_plan<T>(a.n, a.m);
+  if (plan.shared_bytes > 48 * 1024) {  // above the default limit, opt in (up to 227 KB on sm_90)
+    const cudaError_t err = cudaFuncSetAttribute(block_rows_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                 static_cast<int>(plan.shared_bytes));
+    if (err != cudaSuccess) return err;
+  }
+  block_rows_kernel<T><<<static_cast<unsigned>(a.rows), plan.threads, plan.shared_bytes, stream>>>(
+      a, plan.p, levels, counts, cells);
+  return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t launch_long(const k::DominanceArgs<T>& a, Carver& c, cudaStream_t stream) {
+  const int64_t rows = a.rows, n = a.n, m = a.m, total = rows * (n + m);
+  const bool weighted = a.wu != nullptr || a.wv != nullptr;
+  LongBuffers<T> b = carve_long<T>(c, rows, n, m, weighted);
+  const unsigned blocks = static_cast<unsigned>(grid_for(total));
+  keys_kernel<T><<<blocks, kThreads, 0, stream>>>(a, b.keys[0], b.index[0], b.offsets);
+  constexpr int kBits = 8 * sizeof(k::key_t<T>);
+  size_t cub_size = b.cub_bytes;
+  cudaError_t err = cub::DeviceSegmentedRadixSort::SortPairs(
+      b.cub, cub_size, b.keys[0], b.keys[1], b.index[0], b.index[1], total, static_cast<int64_t>(2 * rows),
+      b.offsets, b.offsets + 1, 0, kBits, stream);
+  if (err != cudaSuccess) return err;
+  const uint32_t* perm = b.index[1];
+  gather_kernel<T><<<blocks, kThreads, 0, stream>>>(a, perm, b.sorted, weighted ? b.scratch : nullptr);
+  if (weighted) {  // cumulative masses row by row, then levels
+    for (int64_t r = 0; r < 2 * rows; ++r) {
+      const bool is_u = r < rows;
+      if ((is_u ? a.wu : a.wv) == nullptr) continue;
+      const int64_t size = is_u ? n : m;
+      const int64_t start = is_u ? r * n : rows * n + (r - rows) * m;
+      size_t scan_size = b.cub_bytes;
+      err = cub::DeviceScan::InclusiveSum(b.cub, scan_size, b.scratch + start, b.scanned + start, size, stream);
+      if (err != cudaSuccess) return err;
+    }
+    levels_kernel<<<blocks, kThreads, 0, stream>>>(b.scanned, b.levels, rows, n, m, a.wu != nullptr,
+                                                   a.wv != nullptr);
+  }
+  LongRows<T> L{a, b.sorted, perm, b.levels, b.counts, b.scratch, b.partial};
+  const bool grid = merged(n, m, weighted);
+  const int64_t tiles = ((grid ? n + m : n) + kTile - 1) / kTile;
+  const dim3 tiled(static_cast<unsigned>(tiles), static_cast<unsigned>(rows));
+  if (grid) {
+    counts_kernel<<<blocks, kThreads, 0, stream>>>(b.levels, b.counts, rows, n, m);
+    cells_kernel<T><<<tiled, kThreads, 0, stream>>>(L);
+    if (a.grad_u != nullptr) grads_kernel<T><<<blocks, kThreads, 0, stream>>>(L);
+  } else {
+    pairs_kernel<T><<<tiled, kThreads, 0, stream>>>(L);
+  }
+  const double scale = grid ? 1.0 : 1.0 / static_cast<double>(n);
+  finish_kernel<T><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(b.partial, tiles, scale, a.cost);
+  return cudaGetLastError();
+}
+
+// The tiled kernels put rows on the grid's y dimension.
+constexpr int64_t kMaxLongRows = 65535;
+
+template <typename T>
+int launch(const k::DominanceArgs<T>& a, void* workspace, size_t workspace_bytes_given, void* stream) {
+  if (a.rows == 0) return cudaSuccess;
+  const bool weighted = a.wu != nullptr || a.wv != nullptr;
+  if (workspace_bytes_given < workspace_bytes<T>(a.rows, a.n, a.m, weighted)) return cudaErrorInvalidValue;
+  if (!uses_blocks(a.n, a.m) && a.rows > kMaxLongRows) return cudaErrorInvalidConfiguration;
+  Carver c{static_cast<char*>(workspace)};
+  auto s = static_cast<cudaStream_t>(stream);
+  return uses_blocks(a.n, a.m) ? launch_blocks(a, c, s) : launch_long(a, c, s);
+}
+
+}  // namespace
+
+size_t dominance_workspace_bytes(int64_t rows, int64_t n, int64_t m, bool weighted, bool is_double) {
+  return is_double ? workspace_bytes<double>(rows, n, m, weighted) : workspace_bytes<float>(rows, n, m, weighted);
+}
+
+int dominance_launch(const kernels::DominanceArgs<float>& args, void* workspace, size_t bytes, void* stream) {
+  return launch(args, workspace, bytes, stream);
+}
+
+int dominance_launch(const kernels::DominanceArgs<double>& args, void* workspace, size_t bytes, void* stream) {
+  return launch(args, workspace, bytes, stream);
+}
+
+const char* error_string(int error) { return cudaGetErrorString(static_cast<cudaError_t>(error)); }
+
+}  // namespace aot_loss::cuda
