@@ -18,6 +18,7 @@
 #include "cells.h"
 #include "dominance_block.h"
 #include "dominance_cuda.h"
+#include "dominance_long.h"
 #include "sort.h"
 
 namespace aot_loss::cuda {
@@ -132,101 +133,41 @@ BlockPlan block_plan(int64_t n, int64_t m) {
 constexpr int kThreads = 256;
 constexpr int64_t kTile = 4096;  // elements per block in the sums: a fixed order, whatever the GPU
 
-// U's rows then V's rows, as the segments of one sort: keys, local indices, and offsets.
+// Grid-stride loops over the steps of dominance_long.h.
+#define AOT_GRID_LOOP(e, count) \
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < (count); e += gridDim.x * int64_t(blockDim.x))
+
 template <typename T>
-__global__ void keys_kernel(k::DominanceArgs<T> a, k::key_t<T>* keys, uint32_t* index, int64_t* offsets) {
-  const int64_t total_u = a.rows * a.n, total = total_u + a.rows * a.m;
-  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += gridDim.x * int64_t(blockDim.x)) {
-    if (e < total_u) {
-      keys[e] = k::order_key(a.u[e]);
-      index[e] = static_cast<uint32_t>(e % a.n);
-    } else {
-      keys[e] = k::order_key(a.v[e - total_u]);
-      index[e] = static_cast<uint32_t>((e - total_u) % a.m);
-    }
-    if (e <= 2 * a.rows) offsets[e] = e <= a.rows ? e * a.n : total_u + (e - a.rows) * a.m;
+__global__ void keys_kernel(k::LongRows<T> L) {
+  const int64_t segments = 2 * L.a.rows + 1;
+  AOT_GRID_LOOP(e, L.total() > segments ? L.total() : segments) {
+    if (e < L.total()) k::long_key(L, e);
+    if (e < segments) k::long_offset(L, e);
   }
 }
 
-// Sorted values, gathered from the inputs as the torch path does, and the sorted weights
-// of each weighted side into `weights`.
 template <typename T>
-__global__ void gather_kernel(k::DominanceArgs<T> a, const uint32_t* perm, T* sorted, double* weights) {
-  const int64_t total_u = a.rows * a.n, total = total_u + a.rows * a.m;
-  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += gridDim.x * int64_t(blockDim.x)) {
-    const bool is_u = e < total_u;
-    const int64_t local = is_u ? e % a.n : (e - total_u) % a.m;
-    const int64_t source = (is_u ? e : e - total_u) - local + perm[e];
-    sorted[e] = is_u ? a.u[source] : a.v[source];
-    const T* w = is_u ? a.wu : a.wv;
-    if (weights != nullptr && w != nullptr) weights[e] = static_cast<double>(w[source]);
-  }
+__global__ void gather_kernel(k::LongRows<T> L) {
+  AOT_GRID_LOOP(e, L.total()) k::long_gather(L, e);
 }
 
-// Levels of each row: scanned masses normalised (last exactly 1), or exact steps
-// (i + 1) / size on a side without weights, as on the CPU.
-__global__ void levels_kernel(const double* scanned, double* levels, int64_t rows, int64_t n, int64_t m,
-                              bool u_weighted, bool v_weighted) {
-  const int64_t total_u = rows * n, total = total_u + rows * m;
-  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += gridDim.x * int64_t(blockDim.x)) {
-    const bool is_u = e < total_u;
-    const int64_t size = is_u ? n : m;
-    const int64_t local = is_u ? e % n : (e - total_u) % m;
-    if (!(is_u ? u_weighted : v_weighted)) {
-      levels[e] = static_cast<double>(local + 1) / static_cast<double>(size);
-    } else {
-      levels[e] = local + 1 < size ? scanned[e] / scanned[e + (size - 1 - local)] : 1.0;
-    }
-  }
-}
-
-// The two counts of each row's merged grid (cells.h), by search or closed form.
-__global__ void counts_kernel(const double* levels, uint32_t* counts, int64_t rows, int64_t n, int64_t m) {
-  const int64_t width = n + m, total = rows * width;
-  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += gridDim.x * int64_t(blockDim.x)) {
-    const int64_t r = e / width, k_ = e % width;
-    uint32_t count;
-    if (levels == nullptr) {
-      const k::UniformLevels uniform{n, m};
-      count = static_cast<uint32_t>(k_ < n ? uniform.v_below_u(k_) : uniform.u_upto_v(k_ - n));
-    } else {
-      const double* lu = levels + r * n;
-      const double* lv = levels + rows * n + r * m;
-      count = k_ < n ? k::count_levels<false>(lv, m, lu[k_]) : k::count_levels<true>(lu, n, lv[k_ - n]);
-    }
-    counts[e] = count;
-  }
-}
-
-// Per-row buffers of the long path: sorted values, permutations, counts, cells, levels.
 template <typename T>
-struct LongRows {
-  k::DominanceArgs<T> a;
-  const T* sorted;        // rows * n of U, then rows * m of V
-  const uint32_t* perm;   // same layout
-  const double* levels;   // same layout, weighted only
-  const uint32_t* counts; // (rows, n + m): below then upto
-  double* cells;          // (rows, n + m)
-  double* partial;        // (rows, tiles)
+__global__ void levels_kernel(k::LongRows<T> L) {
+  AOT_GRID_LOOP(e, L.total()) k::long_level(L, e);
+}
 
-  __device__ const T* us(int64_t r) const { return sorted + r * a.n; }
-  __device__ const T* vs(int64_t r) const { return sorted + a.rows * a.n + r * a.m; }
-  __device__ const uint32_t* pu(int64_t r) const { return perm + r * a.n; }
-  __device__ const uint32_t* pv(int64_t r) const { return perm + a.rows * a.n + r * a.m; }
-  template <typename F>
-  __device__ void with_levels(int64_t r, const F& f) const {
-    const uint32_t* below = counts + r * (a.n + a.m);
-    if (levels == nullptr) {
-      f(k::Counted<k::UniformLevels>({a.n, a.m}, below, below + a.n));
-    } else {
-      const k::CumulativeLevels cumulative{levels + r * a.n, levels + a.rows * a.n + r * a.m, a.n, a.m};
-      f(k::Counted<k::CumulativeLevels>(cumulative, below, below + a.n));
-    }
-  }
-};
+template <typename T>
+__global__ void counts_kernel(k::LongRows<T> L) {
+  AOT_GRID_LOOP(e, L.total()) k::long_count(L, e);
+}
 
-// Sum over one tile of a row into partial[row, tile]: per-thread strided sums, then a tree.
-__device__ void tile_sum(double local, double* partial) {
+template <typename T>
+__global__ void grads_kernel(k::LongRows<T> L) {
+  AOT_GRID_LOOP(e, L.total()) k::long_grad(L, e);
+}
+
+// Sum over one tile of a row into *out: per-thread strided sums, then a tree.
+__device__ void tile_sum(double local, double* out) {
   __shared__ double sums[kThreads];
   sums[threadIdx.x] = local;
   __syncthreads();
@@ -234,62 +175,22 @@ __device__ void tile_sum(double local, double* partial) {
     if (threadIdx.x < s) sums[threadIdx.x] += sums[threadIdx.x + s];
     __syncthreads();
   }
-  if (threadIdx.x == 0) *partial = sums[0];
+  if (threadIdx.x == 0) *out = sums[0];
 }
 
-// Equal sizes without weights: sorted pairs. grid = (tiles, rows).
-template <typename T>
-__global__ void __launch_bounds__(kThreads) pairs_kernel(LongRows<T> L) {
-  const int64_t r = blockIdx.y, n = L.a.n;
-  const int64_t begin = blockIdx.x * kTile, end = begin + kTile < n ? begin + kTile : n;
-  const T* us = L.us(r);
-  const T* vs = L.vs(r);
-  const T inv_n = T(1) / static_cast<T>(n);
-  double local = 0.0;
-  for (int64_t i = begin + threadIdx.x; i < end; i += kThreads) {
-    T slope;
-    local += static_cast<double>(k::cost_and_slope<T>(us[i] - vs[i], L.a.params, &slope));
-    if (L.a.grad_u != nullptr) {
-      L.a.grad_u[r * n + L.pu(r)[i]] = slope * inv_n;
-      L.a.grad_v[r * n + L.pv(r)[i]] = -slope * inv_n;
-    }
-  }
-  tile_sum(local, L.partial + r * gridDim.x + blockIdx.x);
-}
-
-// The merged grid: every cell's cost into the tile sums, its gradient into `cells`.
-template <typename T>
-__global__ void __launch_bounds__(kThreads) cells_kernel(LongRows<T> L) {
-  const int64_t r = blockIdx.y, n = L.a.n, width = n + L.a.m;
+// The cost terms of one tile of kTile pairs or cells of row blockIdx.y. grid = (tiles, rows).
+template <typename T, bool kPairs>
+__global__ void __launch_bounds__(kThreads) terms_kernel(k::LongRows<T> L, double* partial) {
+  const int64_t r = blockIdx.y, width = kPairs ? L.a.n : L.a.n + L.a.m;
   const int64_t begin = blockIdx.x * kTile, end = begin + kTile < width ? begin + kTile : width;
   double local = 0.0;
-  L.with_levels(r, [&](const auto& levels) {
-    double* cells = L.cells + r * width;
-    for (int64_t c = begin + threadIdx.x; c < end; c += kThreads) {
-      local += c < n ? k::u_cell(c, L.us(r), L.vs(r), levels, L.a.params, cells + c)
-                     : k::v_cell(c - n, L.us(r), L.vs(r), levels, L.a.params, cells + c);
-    }
-  });
-  tile_sum(local, L.partial + r * gridDim.x + blockIdx.x);
-}
-
-template <typename T>
-__global__ void grads_kernel(LongRows<T> L) {
-  const int64_t n = L.a.n, m = L.a.m, width = n + m, total = L.a.rows * width;
-  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += gridDim.x * int64_t(blockDim.x)) {
-    const int64_t r = e / width, c = e % width;
-    const double* cells = L.cells + r * width;
-    L.with_levels(r, [&](const auto& levels) {
-      if (c < n) {
-        L.a.grad_u[r * n + L.pu(r)[c]] = static_cast<T>(k::u_grad(c, levels, cells, cells + n));
-      } else {
-        L.a.grad_v[r * m + L.pv(r)[c - n]] = static_cast<T>(k::v_grad(c - n, levels, cells, cells + n));
-      }
-    });
+  for (int64_t i = begin + threadIdx.x; i < end; i += kThreads) {
+    local += kPairs ? k::long_pair(L, r, i) : k::long_cell(L, r, i);
   }
+  tile_sum(local, partial + r * gridDim.x + blockIdx.x);
 }
 
-// cost[r] = scale * (sum of the row's tiles, in order of a tree over one block).
+// cost[r] = scale * (the sum of the row's tile sums, by one block's tree).
 template <typename T>
 __global__ void __launch_bounds__(kThreads) finish_kernel(const double* partial, int64_t tiles, double scale,
                                                           T* cost) {
@@ -297,8 +198,7 @@ __global__ void __launch_bounds__(kThreads) finish_kernel(const double* partial,
   double local = 0.0;
   for (int64_t t = threadIdx.x; t < tiles; t += kThreads) local += partial[r * tiles + t];
   __shared__ double total;
-  double* out = &total;
-  tile_sum(local, out);
+  tile_sum(local, &total);
   if (threadIdx.x == 0) cost[r] = static_cast<T>(total * scale);
 }
 
@@ -335,7 +235,7 @@ struct LongBuffers {
   int64_t* offsets;
   T* sorted;
   double* levels;
-  double* scratch;  // sorted weights, then the cells
+  double* scratch;  // sorted weights, then (after the scan) the cells
   double* scanned;
   uint32_t* counts;
   double* partial;
@@ -421,41 +321,38 @@ cudaError_t launch_blocks(const k::DominanceArgs<T>& a, Carver& c, cudaStream_t 
 template <typename T>
 cudaError_t launch_long(const k::DominanceArgs<T>& a, Carver& c, cudaStream_t stream) {
   const int64_t rows = a.rows, n = a.n, m = a.m, total = rows * (n + m);
-  const bool weighted = a.wu != nullptr || a.wv != nullptr;
+  const bool weighted = a.wu != nullptr || a.wv != nullptr, grid = merged(n, m, weighted);
   LongBuffers<T> b = carve_long<T>(c, rows, n, m, weighted);
+  k::LongRows<T> L{a, b.keys[0], b.index[0], b.offsets, b.index[1], b.sorted, b.scratch, b.scanned,
+                   b.levels, b.counts, b.scratch};
   const unsigned blocks = static_cast<unsigned>(grid_for(total));
-  keys_kernel<T><<<blocks, kThreads, 0, stream>>>(a, b.keys[0], b.index[0], b.offsets);
+  keys_kernel<T><<<blocks, kThreads, 0, stream>>>(L);
   constexpr int kBits = 8 * sizeof(k::key_t<T>);
   size_t cub_size = b.cub_bytes;
   cudaError_t err = cub::DeviceSegmentedRadixSort::SortPairs(
       b.cub, cub_size, b.keys[0], b.keys[1], b.index[0], b.index[1], total, static_cast<int64_t>(2 * rows),
       b.offsets, b.offsets + 1, 0, kBits, stream);
   if (err != cudaSuccess) return err;
-  const uint32_t* perm = b.index[1];
-  gather_kernel<T><<<blocks, kThreads, 0, stream>>>(a, perm, b.sorted, weighted ? b.scratch : nullptr);
-  if (weighted) {  // cumulative masses row by row, then levels
-    for (int64_t r = 0; r < 2 * rows; ++r) {
-      const bool is_u = r < rows;
-      if ((is_u ? a.wu : a.wv) == nullptr) continue;
-      const int64_t size = is_u ? n : m;
-      const int64_t start = is_u ? r * n : rows * n + (r - rows) * m;
+  gather_kernel<T><<<blocks, kThreads, 0, stream>>>(L);
+  if (weighted) {  // each weighted side's cumulative masses, row by row, then the levels
+    for (int64_t s = 0; s < 2 * rows; ++s) {
+      const bool u_side = s < rows;
+      if ((u_side ? a.wu : a.wv) == nullptr) continue;
+      const int64_t size = u_side ? n : m, start = u_side ? s * n : rows * n + (s - rows) * m;
       size_t scan_size = b.cub_bytes;
       err = cub::DeviceScan::InclusiveSum(b.cub, scan_size, b.scratch + start, b.scanned + start, size, stream);
       if (err != cudaSuccess) return err;
     }
-    levels_kernel<<<blocks, kThreads, 0, stream>>>(b.scanned, b.levels, rows, n, m, a.wu != nullptr,
-                                                   a.wv != nullptr);
+    levels_kernel<T><<<blocks, kThreads, 0, stream>>>(L);
   }
-  LongRows<T> L{a, b.sorted, perm, b.levels, b.counts, b.scratch, b.partial};
-  const bool grid = merged(n, m, weighted);
   const int64_t tiles = ((grid ? n + m : n) + kTile - 1) / kTile;
   const dim3 tiled(static_cast<unsigned>(tiles), static_cast<unsigned>(rows));
   if (grid) {
-    counts_kernel<<<blocks, kThreads, 0, stream>>>(b.levels, b.counts, rows, n, m);
-    cells_kernel<T><<<tiled, kThreads, 0, stream>>>(L);
+    counts_kernel<T><<<blocks, kThreads, 0, stream>>>(L);
+    terms_kernel<T, false><<<tiled, kThreads, 0, stream>>>(L, b.partial);
     if (a.grad_u != nullptr) grads_kernel<T><<<blocks, kThreads, 0, stream>>>(L);
   } else {
-    pairs_kernel<T><<<tiled, kThreads, 0, stream>>>(L);
+    terms_kernel<T, true><<<tiled, kThreads, 0, stream>>>(L, b.partial);
   }
   const double scale = grid ? 1.0 : 1.0 / static_cast<double>(n);
   finish_kernel<T><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(b.partial, tiles, scale, a.cost);

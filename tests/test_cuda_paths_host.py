@@ -1,11 +1,13 @@
-"""The CUDA block kernel's algorithm, run on the host.
+"""The CUDA kernels' algorithms, run on the host.
 
-``csrc/kernels/dominance_block.h`` holds the per-row algorithm of the CUDA kernel for rows of
-up to 4096 values per sample (bitonic sort of U and V together, pairs or merged grid,
-scans, sums) as phases separated by barriers. Compiled here with the host compiler and run
-by ``SerialExec``, each phase in both directions, it must match the torch path and the
-float64 oracle, on every cost, size, weighting, tie and non-finite value. On a machine with
-a GPU, ``tests/test_cuda.py`` checks the compiled kernels themselves.
+The CUDA kernels keep their algorithms in torch-free headers of per-element functions:
+``csrc/kernels/dominance_block.h`` (rows of up to 4096 values per sample: a bitonic sort of
+U and V together, then pairs or the merged grid, as phases separated by barriers) and
+``csrc/kernels/dominance_long.h`` (longer rows: the steps around CUB's segmented sort and
+scan). ``tests/csrc/cuda_paths_host.cpp`` runs both on the host, every loop in both
+directions, with a stable sort and a running sum standing in for CUB. They must match the
+torch path and the float64 oracle on every cost, size, weighting, row shape, tie and
+non-finite value. On a machine with a GPU, ``tests/test_cuda.py`` checks the compiled kernels.
 """
 
 from __future__ import annotations
@@ -27,27 +29,32 @@ pytestmark = pytest.mark.skipif(COMPILER is None, reason="needs a C++ compiler")
 
 
 @pytest.fixture(scope="module")
-def block_row(tmp_path_factory):
-    exe = tmp_path_factory.mktemp("block_row") / "block_row"
+def cuda_path(tmp_path_factory):
+    exe = tmp_path_factory.mktemp("cuda_paths") / "cuda_paths_host"
     subprocess.run(
         [COMPILER, "-std=c++17", "-O1", "-fno-strict-aliasing", "-Wall", "-Wextra", "-Werror",
-         f"-I{ROOT / 'csrc'}", str(ROOT / "tests/csrc/block_row_main.cpp"), "-o", str(exe)],
+         f"-I{ROOT / 'csrc'}", str(ROOT / "tests/csrc/cuda_paths_host.cpp"), "-o", str(exe)],
         check=True,
     )  # fmt: skip
 
-    def run(u, v, wu=None, wv=None, *, loss="logistic", beta=1.0, ls=0.0, descending=False, need_grad=True):
+    def run(path, u, v, wu=None, wv=None, *, loss="logistic", beta=1.0, ls=0.0, descending=False, grad=True):
+        """(cost, grad_u, grad_v) of the rows of u (..., n) and v (..., m) by the given path."""
         dtype = "f32" if u.dtype == torch.float32 else "f64"
+        n, m = u.shape[-1], v.shape[-1]
+        rows = u.numel() // n
         weighted = (wu is not None) | (wv is not None) << 1
-        sizes = f"{u.numel()} {v.numel()} {weighted} {int(need_grad)}"
-        header = f"{dtype} {loss} {beta!r} {ls!r} {int(descending)} {sizes}"
-        body = [t for t in (u, v, wu, wv) if t is not None]
+        header = (
+            f"{dtype} {path} {loss} {beta!r} {ls!r} {int(descending)} {rows} {n} {m} {weighted} {int(grad)}"
+        )
+        body = [t.reshape(-1) for t in (u, v, wu, wv) if t is not None]
         text = header + "\n" + "\n".join(" ".join(repr(float(x)) for x in t.tolist()) for t in body) + "\n"
         done = subprocess.run([str(exe)], input=text, capture_output=True, text=True, check=True)
-        out = done.stdout.split()
-        values = torch.tensor([float(x) for x in out], dtype=torch.float64).to(u.dtype)
-        if not need_grad:
-            return values[0], None, None
-        return values[0], values[1 : 1 + u.numel()], values[1 + u.numel() :]
+        values = torch.tensor([float(x) for x in done.stdout.split()], dtype=torch.float64).to(u.dtype)
+        cost = values[:rows].reshape(u.shape[:-1])
+        if not grad:
+            return cost, None, None
+        grads = values[rows:]
+        return cost, grads[: u.numel()].reshape(u.shape), grads[u.numel() :].reshape(v.shape)
 
     return run
 
@@ -55,19 +62,22 @@ def block_row(tmp_path_factory):
 def _torch_path(u, v, wu=None, wv=None, *, loss="logistic", beta=1.0, ls=0.0):
     u, v = u.clone().requires_grad_(), v.clone().requires_grad_()
     out = aot_loss.unpaired(
-        u, v, pos_weights=wu, neg_weights=wv, loss=loss, beta=beta, label_smoothing=ls, backend="torch"
-    )
-    out.backward()
+        u, v, pos_weights=wu, neg_weights=wv, loss=loss, beta=beta, label_smoothing=ls, reduction="none"
+        if u.dim() == 2 else "mean", backend="torch"
+    )  # fmt: skip
+    out.sum().backward()
     return out.detach(), u.grad, v.grad
 
 
+PATHS = ["block", "long"]  # the long path runs any size here, not only rows above 4096
 SIZES = [(1, 1), (3, 2), (2, 3), (7, 7), (64, 64), (100, 37), (1, 300), (300, 1), (513, 511), (4096, 4096)]
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("loss", BUILTIN_COSTS)
 @pytest.mark.parametrize(("n", "m"), SIZES)
 @pytest.mark.parametrize("weighted", [0, 1, 2, 3])
-def test_block_row_equals_the_torch_path(block_row, loss, n, m, weighted):
+def test_cuda_path_equals_the_torch_path(cuda_path, path, loss, n, m, weighted):
     gen = torch.Generator().manual_seed(n * 7919 + m + weighted)
     u = torch.randn(n, generator=gen, dtype=torch.float64) * 2
     v = torch.randn(m, generator=gen, dtype=torch.float64)
@@ -76,7 +86,7 @@ def test_block_row_equals_the_torch_path(block_row, loss, n, m, weighted):
     ls = 0.1 if loss == "logistic" else 0.0
     expected = _torch_path(u, v, wu, wv, loss=loss, beta=0.6, ls=ls)
     for descending in (False, True):
-        got = block_row(u, v, wu, wv, loss=loss, beta=0.6, ls=ls, descending=descending)
+        got = cuda_path(path, u, v, wu, wv, loss=loss, beta=0.6, ls=ls, descending=descending)
         for a, b in zip(got, expected, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
     h = numpy_cost(loss, 0.6, ls)
@@ -86,55 +96,76 @@ def test_block_row_equals_the_torch_path(block_row, loss, n, m, weighted):
     assert got[0].item() == pytest.approx(oracle, rel=1e-9, abs=1e-12)
 
 
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize(
+    ("rows", "n", "m", "weighted"), [(5, 33, 33, 0), (4, 40, 17, 3), (3, 9, 20, 2), (2, 1, 5, 1)]
+)
+def test_cuda_path_rows(cuda_path, path, rows, n, m, weighted):
+    gen = torch.Generator().manual_seed(rows * n * m)
+    u = torch.randn(rows, n, generator=gen, dtype=torch.float64)
+    v = torch.randn(rows, m, generator=gen, dtype=torch.float64)
+    wu = torch.rand(rows, n, generator=gen, dtype=torch.float64) if weighted & 1 else None
+    wv = torch.rand(rows, m, generator=gen, dtype=torch.float64) if weighted & 2 else None
+    expected = _torch_path(u, v, wu, wv, loss="squared_hinge", beta=0.4)
+    for descending in (False, True):
+        got = cuda_path(path, u, v, wu, wv, loss="squared_hinge", beta=0.4, descending=descending)
+        for a, b in zip(got, expected, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize(("n", "m"), [(10, 10), (200, 200), (40, 17), (2000, 4096)])
-def test_block_row_ties_send_gradients_to_the_same_elements(block_row, n, m):
+def test_cuda_path_ties_send_gradients_to_the_same_elements(cuda_path, path, n, m):
     values = torch.tensor([0.0, -0.0, 1.0, -1.0, 2.0], dtype=torch.float64)
     gen = torch.Generator().manual_seed(n + m)
     u = values[torch.randint(0, 5, (n,), generator=gen)]
     v = values[torch.randint(0, 5, (m,), generator=gen)] * 0.5
     for loss in BUILTIN_COSTS:
-        got = block_row(u, v, loss=loss, beta=0.3)
+        got = cuda_path(path, u, v, loss=loss, beta=0.3)
         expected = _torch_path(u, v, loss=loss, beta=0.3)
         for a, b in zip(got, expected, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
             assert torch.equal(a != 0, b != 0)
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize(("n", "m"), [(6, 6), (6, 4)])
-def test_block_row_non_finite_values(block_row, dtype, n, m):
+def test_cuda_path_non_finite_values(cuda_path, path, dtype, n, m):
     nan, inf = float("nan"), float("inf")
     u = torch.tensor([1.0, nan, -2.0, 0.5, -inf, 3.0][:n], dtype=dtype)
     v = torch.tensor([0.0, 1.0, inf, -1.0, nan, 2.0][:m], dtype=dtype)
     for loss in BUILTIN_COSTS:
-        got = block_row(u, v, loss=loss, beta=0.5)
+        got = cuda_path(path, u, v, loss=loss, beta=0.5)
         expected = _torch_path(u, v, loss=loss, beta=0.5)
         for a, b in zip(got, expected, strict=True):
             torch.testing.assert_close(a, b, equal_nan=True)
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize(("n", "m", "weighted"), [(300, 300, 0), (100, 37, 0), (64, 50, 3)])
-def test_block_row_float32(block_row, n, m, weighted):
+def test_cuda_path_float32(cuda_path, path, n, m, weighted):
     gen = torch.Generator().manual_seed(n + m)
     u, v = torch.randn(n, generator=gen) * 3, torch.randn(m, generator=gen) * 3
     wu = torch.rand(n, generator=gen) if weighted else None
     wv = torch.rand(m, generator=gen) if weighted else None
-    got = block_row(u, v, wu, wv, loss="logistic", beta=0.7)
+    got = cuda_path(path, u, v, wu, wv, loss="logistic", beta=0.7)
     expected = _torch_path(u, v, wu, wv, loss="logistic", beta=0.7)
     for a, b in zip(got, expected, strict=True):
         assert a.dtype == torch.float32
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_block_row_without_gradients(block_row):
+@pytest.mark.parametrize("path", PATHS)
+def test_cuda_path_without_gradients(cuda_path, path):
     u, v = torch.randn(50, dtype=torch.float64), torch.randn(20, dtype=torch.float64)
-    cost, grad_u, grad_v = block_row(u, v, need_grad=False)
+    cost, grad_u, grad_v = cuda_path(path, u, v, grad=False)
     assert grad_u is None and grad_v is None
     torch.testing.assert_close(cost, _torch_path(u, v)[0], rtol=1e-12, atol=0.0)
 
 
 def test_oracle_sanity():
-    """The oracle the block tests lean on agrees with brute force on a tiny problem."""
+    """The oracle these tests lean on agrees with brute force on a tiny problem."""
     u, v = np.array([0.3, -1.0]), np.array([0.5, 0.1])
     h = numpy_cost("least_squares", 0.0)
     brute = min(np.mean(h(u[list(p)] - v)) for p in ([0, 1], [1, 0]))

@@ -1,0 +1,150 @@
+// The steps of the CUDA path for rows longer than kBlockMaxRow values per sample, each a
+// function of one element, so that the grid-stride loops of dominance_cuda.cu and the host
+// test (tests/csrc/dominance_host_main.cpp) run the same code. Between steps the device
+// runs CUB: a stable segmented radix sort of the keys (step 1 -> 2) and, for weighted
+// sides, an inclusive scan of each row's sorted weights (step 2 -> 3).
+//
+// Layout: U's rows, then V's rows, in one array of rows * (n + m) elements ("sample
+// order": U row r at r n, V row r at rows n + r m), so one segmented sort serves both.
+// The grid's cells and counts are per row instead: row r at r (n + m), U's levels first.
+#pragma once
+
+#include <cstdint>
+
+#include "cells.h"
+#include "costs.h"
+#include "device.h"
+#include "dominance.h"
+#include "sort.h"
+
+namespace aot_loss::kernels {
+
+template <typename T>
+struct LongRows {
+  DominanceArgs<T> a;
+  key_t<T>* keys;      // sample order: order keys to sort
+  uint32_t* index;     // sample order: positions in the row, sorted along
+  int64_t* offsets;    // 2 rows + 1 segment starts (U's rows, then V's)
+  const uint32_t* perm;  // sample order: the sorted positions
+  T* sorted;           // sample order: sorted values
+  double* weights;     // sample order: sorted weights (weighted sides only)
+  const double* scanned;  // sample order: their inclusive sums per row
+  double* levels;      // sample order: cumulative levels (weighted rows only)
+  uint32_t* counts;    // row order: below (n) then upto (m)
+  double* cells;       // row order: cell gradients, U's cells first
+
+  AOT_HD int64_t total() const { return a.rows * (a.n + a.m); }
+  AOT_HD int64_t total_u() const { return a.rows * a.n; }
+  AOT_HD bool is_u(int64_t e) const { return e < total_u(); }
+  // position of sample-order element e within its row, and the start of its row
+  AOT_HD int64_t local(int64_t e) const { return is_u(e) ? e % a.n : (e - total_u()) % a.m; }
+  AOT_HD const T* us(int64_t r) const { return sorted + r * a.n; }
+  AOT_HD const T* vs(int64_t r) const { return sorted + total_u() + r * a.m; }
+  AOT_HD const uint32_t* pu(int64_t r) const { return perm + r * a.n; }
+  AOT_HD const uint32_t* pv(int64_t r) const { return perm + total_u() + r * a.m; }
+  AOT_HD const double* lu(int64_t r) const { return levels + r * a.n; }
+  AOT_HD const double* lv(int64_t r) const { return levels + total_u() + r * a.m; }
+
+  // f(levels) with the row's levels: uniform (exact integers) or cumulative, counts read back.
+  template <typename F>
+  AOT_HD void with_levels(int64_t r, const F& f) const {
+    const uint32_t* below = counts + r * (a.n + a.m);
+    if (levels == nullptr) {
+      f(Counted<UniformLevels>(UniformLevels{a.n, a.m}, below, below + a.n));
+    } else {
+      f(Counted<CumulativeLevels>(CumulativeLevels{lu(r), lv(r), a.n, a.m}, below, below + a.n));
+    }
+  }
+};
+
+// 1. Key and position of element e, and the start of segment s (0 <= s <= 2 rows).
+template <typename T>
+AOT_HD inline void long_key(const LongRows<T>& L, int64_t e) {
+  L.keys[e] = order_key(L.is_u(e) ? L.a.u[e] : L.a.v[e - L.total_u()]);
+  L.index[e] = static_cast<uint32_t>(L.local(e));
+}
+
+template <typename T>
+AOT_HD inline void long_offset(const LongRows<T>& L, int64_t s) {
+  L.offsets[s] = s <= L.a.rows ? s * L.a.n : L.total_u() + (s - L.a.rows) * L.a.m;
+}
+
+// 2. The sorted value of element e, gathered from the input as the torch path does, and its
+// weight when its side has weights.
+template <typename T>
+AOT_HD inline void long_gather(const LongRows<T>& L, int64_t e) {
+  const bool u_side = L.is_u(e);
+  const int64_t source = (u_side ? e : e - L.total_u()) - L.local(e) + L.perm[e];
+  L.sorted[e] = u_side ? L.a.u[source] : L.a.v[source];
+  const T* w = u_side ? L.a.wu : L.a.wv;
+  if (L.weights != nullptr && w != nullptr) L.weights[e] = static_cast<double>(w[source]);
+}
+
+// 3. The level of element e: its scanned mass over the row's total (the last exactly 1), or
+// the exact step (i + 1) / size on a side without weights, as on the CPU.
+template <typename T>
+AOT_HD inline void long_level(const LongRows<T>& L, int64_t e) {
+  const bool u_side = L.is_u(e);
+  const int64_t size = u_side ? L.a.n : L.a.m, i = L.local(e);
+  if ((u_side ? L.a.wu : L.a.wv) == nullptr) {
+    L.levels[e] = static_cast<double>(i + 1) / static_cast<double>(size);
+  } else {
+    L.levels[e] = i + 1 < size ? L.scanned[e] / L.scanned[e + (size - 1 - i)] : 1.0;
+  }
+}
+
+// 4. Count c of row order element e = r (n + m) + c: V levels below U level c, or U levels at
+// or below V level c - n.
+template <typename T>
+AOT_HD inline void long_count(const LongRows<T>& L, int64_t e) {
+  const int64_t n = L.a.n, m = L.a.m, r = e / (n + m), c = e % (n + m);
+  if (L.levels == nullptr) {
+    const UniformLevels uniform{n, m};
+    L.counts[e] = static_cast<uint32_t>(c < n ? uniform.v_below_u(c) : uniform.u_upto_v(c - n));
+  } else {
+    L.counts[e] = c < n ? count_levels<false>(L.lv(r), m, L.lu(r)[c]) : count_levels<true>(L.lu(r), n, L.lv(r)[c - n]);
+  }
+}
+
+// 5a. Equal sizes without weights: the cost term h(u_(i) - v_(i)) of row r and both gradients.
+template <typename T>
+AOT_HD inline double long_pair(const LongRows<T>& L, int64_t r, int64_t i) {
+  const int64_t n = L.a.n;
+  T slope;
+  const T h = cost_and_slope<T>(L.us(r)[i] - L.vs(r)[i], L.a.params, &slope);
+  if (L.a.grad_u != nullptr) {
+    const T inv_n = T(1) / static_cast<T>(n);
+    L.a.grad_u[r * n + L.pu(r)[i]] = slope * inv_n;
+    L.a.grad_v[r * n + L.pv(r)[i]] = -slope * inv_n;
+  }
+  return static_cast<double>(h);
+}
+
+// 5b. Otherwise: the cost term of cell c of row r (cells.h); its gradient into `cells`.
+template <typename T>
+AOT_HD inline double long_cell(const LongRows<T>& L, int64_t r, int64_t c) {
+  const int64_t n = L.a.n;
+  double* cells = L.cells + r * (n + L.a.m);
+  double term = 0.0;
+  L.with_levels(r, [&](const auto& levels) {
+    term = c < n ? u_cell(c, L.us(r), L.vs(r), levels, L.a.params, cells + c)
+                 : v_cell(c - n, L.us(r), L.vs(r), levels, L.a.params, cells + c);
+  });
+  return term;
+}
+
+// 6. The gradient of the sample at row order element e, from its cells.
+template <typename T>
+AOT_HD inline void long_grad(const LongRows<T>& L, int64_t e) {
+  const int64_t n = L.a.n, m = L.a.m, r = e / (n + m), c = e % (n + m);
+  const double* cells = L.cells + r * (n + m);
+  L.with_levels(r, [&](const auto& levels) {
+    if (c < n) {
+      L.a.grad_u[r * n + L.pu(r)[c]] = static_cast<T>(u_grad(c, levels, cells, cells + n));
+    } else {
+      L.a.grad_v[r * m + L.pv(r)[c - n]] = static_cast<T>(v_grad(c - n, levels, cells, cells + n));
+    }
+  });
+}
+
+}  // namespace aot_loss::kernels
