@@ -1,12 +1,14 @@
-// CUDA kernels of the fused dominance cost. Torch-free: the binding (csrc/dominance_cuda.cpp)
-// allocates outputs and scratch with torch and calls the launchers of dominance_cuda.h.
+// CUDA kernels of the fused dominance cost. Torch-free: the binding
+// (csrc/cuda/dominance_cuda.cpp) allocates outputs and scratch with torch and calls the
+// launchers of dominance_cuda.h.
 //
 // Rows of up to kBlockMaxRow values per sample: one thread block per row runs the phases of
 // dominance_block.h (a bitonic sort of U and V together in shared memory, then the pairs or
 // the merged grid), one launch in all.
-// Longer rows: CUB's stable segmented radix sort of the order keys (U's and V's rows as
-// segments of one sort), then the same per-element functions of cells.h in grid-wide
-// kernels, and per-row sums over fixed tiles, so results repeat bit for bit.
+// Longer rows: the steps of dominance_long.h in grid-stride kernels around CUB's stable
+// radix sort of the order keys (U's and V's rows as the segments of one segmented sort, or a
+// device-wide sort each when they are few) and scan; per-row sums over fixed tiles, so
+// results repeat bit for bit.
 #include <cuda_runtime.h>
 
 #include <cub/device/device_radix_sort.cuh>
@@ -206,6 +208,9 @@ __global__ void __launch_bounds__(kThreads) finish_kernel(const double* partial,
 // Workspace layout, shared by the sizing and the launch.
 
 constexpr size_t kAlign = 256;
+// Up to this many segments (U's and V's rows) each gets a device-wide radix sort: CUB's
+// segmented sort gives a segment one thread block, far too little for rows of millions.
+constexpr int64_t kSortLoopMax = 16;
 
 struct Carver {  // hands out aligned pieces of one allocation (or only counts, when base is null)
   char* base;
@@ -253,8 +258,12 @@ size_t cub_bytes(int64_t rows, int64_t n, int64_t m, bool weighted) {
   const uint32_t* iin = nullptr;
   uint32_t* iout = nullptr;
   const int64_t* offsets = nullptr;
-  cub::DeviceSegmentedRadixSort::SortPairs(nullptr, sort_bytes, kin, kout, iin, iout, total,
-                                           static_cast<int64_t>(2 * rows), offsets, offsets + 1, 0, kBits);
+  if (2 * rows <= kSortLoopMax) {
+    cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, kin, kout, iin, iout, n > m ? n : m, 0, kBits);
+  } else {
+    cub::DeviceSegmentedRadixSort::SortPairs(nullptr, sort_bytes, kin, kout, iin, iout, total,
+                                             static_cast<int64_t>(2 * rows), offsets, offsets + 1, 0, kBits);
+  }
   if (weighted) {
     const double* in = nullptr;
     double* out = nullptr;
@@ -328,10 +337,20 @@ cudaError_t launch_long(const k::DominanceArgs<T>& a, Carver& c, cudaStream_t st
   const unsigned blocks = static_cast<unsigned>(grid_for(total));
   keys_kernel<T><<<blocks, kThreads, 0, stream>>>(L);
   constexpr int kBits = 8 * sizeof(k::key_t<T>);
-  size_t cub_size = b.cub_bytes;
-  cudaError_t err = cub::DeviceSegmentedRadixSort::SortPairs(
-      b.cub, cub_size, b.keys[0], b.keys[1], b.index[0], b.index[1], total, static_cast<int64_t>(2 * rows),
-      b.offsets, b.offsets + 1, 0, kBits, stream);
+  cudaError_t err = cudaSuccess;
+  if (2 * rows <= kSortLoopMax) {  // few long segments: a device-wide sort each
+    for (int64_t seg = 0; seg < 2 * rows && err == cudaSuccess; ++seg) {
+      const int64_t size = seg < rows ? n : m, start = seg < rows ? seg * n : rows * n + (seg - rows) * m;
+      size_t cub_size = b.cub_bytes;
+      err = cub::DeviceRadixSort::SortPairs(b.cub, cub_size, b.keys[0] + start, b.keys[1] + start,
+                                            b.index[0] + start, b.index[1] + start, size, 0, kBits, stream);
+    }
+  } else {
+    size_t cub_size = b.cub_bytes;
+    err = cub::DeviceSegmentedRadixSort::SortPairs(b.cub, cub_size, b.keys[0], b.keys[1], b.index[0], b.index[1],
+                                                   total, static_cast<int64_t>(2 * rows), b.offsets, b.offsets + 1,
+                                                   0, kBits, stream);
+  }
   if (err != cudaSuccess) return err;
   gather_kernel<T><<<blocks, kThreads, 0, stream>>>(L);
   if (weighted) {  // each weighted side's cumulative masses, row by row, then the levels
