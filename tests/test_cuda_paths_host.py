@@ -4,8 +4,9 @@ The CUDA kernels keep their algorithms in torch-free headers of per-element func
 ``csrc/kernels/dominance_block.h`` (rows of up to 4096 values per sample: a bitonic sort of
 U and V together, then pairs or the merged grid, as phases separated by barriers) and
 ``csrc/kernels/dominance_long.h`` (longer rows: the steps around CUB's segmented sort and
-scan). ``tests/csrc/cuda_paths_host.cpp`` runs both on the host, every loop in both
-directions, with a stable sort and a running sum standing in for CUB. They must match the
+scan). ``tests/csrc/cuda_paths_host.cpp`` runs both on the host: the block phases serially in
+both directions and on 8 threads that meet at barriers as a CUDA block's threads do, the long
+path with a stable sort and a running sum standing in for CUB. They must match the
 torch path and the float64 oracle on every cost, size, weighting, row shape, tie and
 non-finite value. On a machine with a GPU, ``tests/test_cuda.py`` checks the compiled kernels.
 """
@@ -28,28 +29,35 @@ COMPILER = shutil.which("c++") or shutil.which("g++")
 pytestmark = pytest.mark.skipif(COMPILER is None, reason="needs a C++ compiler")
 
 
+def _compile(exe, *flags):
+    subprocess.run(
+        [COMPILER, "-std=c++20", "-O1", "-pthread", "-fno-strict-aliasing", "-Wall", "-Wextra", "-Werror",
+         *flags, f"-I{ROOT / 'csrc'}", str(ROOT / "tests/csrc/cuda_paths_host.cpp"), "-o", str(exe)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+
+
+def _problem_text(path, u, v, wu, wv, loss, beta, ls, descending, grad):
+    dtype = "f32" if u.dtype == torch.float32 else "f64"
+    n, m = u.shape[-1], v.shape[-1]
+    weighted = (wu is not None) | (wv is not None) << 1
+    sizes = f"{u.numel() // n} {n} {m} {weighted} {int(grad)}"
+    header = f"{dtype} {path} {loss} {beta!r} {ls!r} {int(descending)} {sizes}"
+    body = [t.reshape(-1) for t in (u, v, wu, wv) if t is not None]
+    return header + "\n" + "\n".join(" ".join(repr(float(x)) for x in t.tolist()) for t in body) + "\n"
+
+
 @pytest.fixture(scope="module")
 def cuda_path(tmp_path_factory):
     exe = tmp_path_factory.mktemp("cuda_paths") / "cuda_paths_host"
-    subprocess.run(
-        [COMPILER, "-std=c++17", "-O1", "-fno-strict-aliasing", "-Wall", "-Wextra", "-Werror",
-         f"-I{ROOT / 'csrc'}", str(ROOT / "tests/csrc/cuda_paths_host.cpp"), "-o", str(exe)],
-        check=True,
-    )  # fmt: skip
+    _compile(exe)
 
     def run(path, u, v, wu=None, wv=None, *, loss="logistic", beta=1.0, ls=0.0, descending=False, grad=True):
         """(cost, grad_u, grad_v) of the rows of u (..., n) and v (..., m) by the given path."""
-        dtype = "f32" if u.dtype == torch.float32 else "f64"
-        n, m = u.shape[-1], v.shape[-1]
-        rows = u.numel() // n
-        weighted = (wu is not None) | (wv is not None) << 1
-        header = (
-            f"{dtype} {path} {loss} {beta!r} {ls!r} {int(descending)} {rows} {n} {m} {weighted} {int(grad)}"
-        )
-        body = [t.reshape(-1) for t in (u, v, wu, wv) if t is not None]
-        text = header + "\n" + "\n".join(" ".join(repr(float(x)) for x in t.tolist()) for t in body) + "\n"
+        text = _problem_text(path, u, v, wu, wv, loss, beta, ls, descending, grad)
         done = subprocess.run([str(exe)], input=text, capture_output=True, text=True, check=True)
         values = torch.tensor([float(x) for x in done.stdout.split()], dtype=torch.float64).to(u.dtype)
+        rows = u.numel() // u.shape[-1]
         cost = values[:rows].reshape(u.shape[:-1])
         if not grad:
             return cost, None, None
@@ -69,7 +77,9 @@ def _torch_path(u, v, wu=None, wv=None, *, loss="logistic", beta=1.0, ls=0.0):
     return out.detach(), u.grad, v.grad
 
 
-PATHS = ["block", "long"]  # the long path runs any size here, not only rows above 4096
+# block: the block kernel's phases serially; threads: on 8 host threads with barriers, as on
+# a GPU; long: the long-row path, run here on every size, not only rows above 4096
+PATHS = ["block", "threads", "long"]
 SIZES = [(1, 1), (3, 2), (2, 3), (7, 7), (64, 64), (100, 37), (1, 300), (300, 1), (513, 511), (4096, 4096)]
 
 
@@ -162,6 +172,28 @@ def test_cuda_path_without_gradients(cuda_path, path):
     cost, grad_u, grad_v = cuda_path(path, u, v, grad=False)
     assert grad_u is None and grad_v is None
     torch.testing.assert_close(cost, _torch_path(u, v)[0], rtol=1e-12, atol=0.0)
+
+
+def test_block_phases_have_no_data_race(tmp_path):
+    """ThreadSanitizer over the threads path: a missing barrier between phases is a race."""
+    exe = tmp_path / "cuda_paths_tsan"
+    try:
+        _compile(exe, "-fsanitize=thread", "-g")
+    except subprocess.CalledProcessError as exc:
+        pytest.skip(f"no ThreadSanitizer build here: {exc.stderr.decode()[-200:]}")
+    gen = torch.Generator().manual_seed(5)
+    cases = [(100, 100, False, False), (100, 37, False, False), (64, 50, True, True), (9, 300, False, True)]
+    for n, m, weight_u, weight_v in cases:
+        u, v = (
+            torch.randn(2, n, generator=gen, dtype=torch.float64),
+            torch.randn(2, m, generator=gen, dtype=torch.float64),
+        )
+        wu = torch.rand(2, n, generator=gen, dtype=torch.float64) if weight_u else None
+        wv = torch.rand(2, m, generator=gen, dtype=torch.float64) if weight_v else None
+        text = _problem_text("threads", u, v, wu, wv, "logistic", 0.5, 0.0, False, True)
+        done = subprocess.run([str(exe)], input=text, capture_output=True, text=True)
+        assert "ThreadSanitizer" not in done.stderr, done.stderr[-2000:]
+        assert done.returncode == 0
 
 
 def test_oracle_sanity():

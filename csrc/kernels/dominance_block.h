@@ -3,10 +3,9 @@
 //
 // The algorithm is written as phases: each phase is a loop over independent elements, and
 // a barrier separates it from the next. An executor supplies the loops and the barriers:
-// BlockExec (dominance_cuda.cu) spreads each phase over the threads of a block, SerialExec
-// below runs it on one host thread, in either direction, which is how the tests check the
-// phases on machines without a GPU. Every value a phase reads was written before its
-// barrier, so the result does not depend on the executor.
+// CooperativeExec spreads each phase over a group of threads (a CUDA block, or host threads
+// in the tests), SerialExec runs it on one host thread in either direction. Every value a
+// phase reads was written before its barrier, so the result does not depend on the executor.
 //
 //   1. Sort: U and V together, as (side, order key, index) items in a bitonic network over
 //      P = next power of two >= n + m items; the items are distinct, so the order is
@@ -201,8 +200,7 @@ AOT_HD void block_row(Exec& ex, const RowIo<T>& io, RowWork<T>& w) {
 }
 
 // Runs the phases on one host thread, each phase's elements in ascending or descending
-// order: a missing barrier (a phase reading what the same phase writes) shows up as a
-// difference between the two directions.
+// order: a phase that read what the same phase writes would differ between the two.
 struct SerialExec {
   bool descending = false;
   template <typename F>
@@ -219,6 +217,62 @@ struct SerialExec {
   }
   void inclusive_scan(double* x, int64_t count) const {
     for (int64_t i = 1; i < count; ++i) x[i] += x[i - 1];
+  }
+};
+
+// One of `size` threads (a power of two) that run the phases together and meet at
+// `barrier()`: the threads of a CUDA block (barrier = __syncthreads, in dominance_cuda.cu),
+// or host threads meeting at a std::barrier, which is how the tests run this very code,
+// barriers included. `scratch` is `size` doubles shared by the group.
+template <typename Barrier>
+struct CooperativeExec {
+  int64_t rank, size;
+  double* scratch;
+  Barrier barrier;
+
+  template <typename F>
+  AOT_HD void each(int64_t count, const F& f) const {
+    for (int64_t i = rank; i < count; i += size) f(i);
+  }
+  AOT_HD void sync() const { barrier(); }
+  AOT_HD bool leader() const { return rank == 0; }
+
+  // Each thread sums its strided elements in order, then a tree over the threads: the same
+  // order on every run with the same group size.
+  template <typename F>
+  AOT_HD double sum(int64_t count, const F& f) const {
+    double local = 0.0;
+    each(count, [&](int64_t i) { local += f(i); });
+    scratch[rank] = local;
+    barrier();
+    for (int64_t half = size / 2; half > 0; half /= 2) {
+      if (rank < half) scratch[rank] += scratch[rank + half];
+      barrier();
+    }
+    const double total = scratch[0];
+    barrier();  // every thread has read it before the scratch is reused
+    return total;
+  }
+
+  // Chunks of consecutive elements per thread: scan each, scan the chunk totals, add.
+  AOT_HD void inclusive_scan(double* x, int64_t count) const {
+    const int64_t chunk = (count + size - 1) / size;
+    const int64_t begin = k_min(rank * chunk, count), end = k_min(begin + chunk, count);
+    double running = 0.0;
+    for (int64_t i = begin; i < end; ++i) x[i] = running += x[i];
+    scratch[rank] = running;
+    barrier();
+    if (rank == 0) {
+      double offset = 0.0;
+      for (int64_t t = 0; t < size; ++t) {
+        const double chunk_total = scratch[t];
+        scratch[t] = offset;
+        offset += chunk_total;
+      }
+    }
+    barrier();
+    for (int64_t i = begin; i < end; ++i) x[i] += scratch[rank];
+    barrier();
   }
 };
 

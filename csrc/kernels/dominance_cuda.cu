@@ -28,54 +28,12 @@ namespace {
 
 namespace k = aot_loss::kernels;
 
-// The executor of dominance_block.h on a thread block. `scratch` is blockDim.x doubles of
-// shared memory; blockDim.x is a power of two.
-struct BlockExec {
-  double* scratch;
-
-  template <typename F>
-  __device__ void each(int64_t count, const F& f) const {
-    for (int64_t i = threadIdx.x; i < count; i += blockDim.x) f(i);
-  }
-  __device__ void sync() const { __syncthreads(); }
-  __device__ bool leader() const { return threadIdx.x == 0; }
-
-  // Each thread sums its strided elements in order, then a tree over the threads.
-  template <typename F>
-  __device__ double sum(int64_t count, const F& f) const {
-    double local = 0.0;
-    each(count, [&](int64_t i) { local += f(i); });
-    scratch[threadIdx.x] = local;
+// The barrier of dominance_block.h's CooperativeExec on a thread block.
+struct SyncThreads {
+  AOT_HD void operator()() const {
+#if defined(__CUDA_ARCH__)
     __syncthreads();
-    for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
-      if (threadIdx.x < s) scratch[threadIdx.x] += scratch[threadIdx.x + s];
-      __syncthreads();
-    }
-    const double total = scratch[0];
-    __syncthreads();  // every thread has read it before the scratch is reused
-    return total;
-  }
-
-  // Chunks of consecutive elements per thread: scan each, scan the chunk totals, add.
-  __device__ void inclusive_scan(double* x, int64_t count) const {
-    const int64_t chunk = (count + blockDim.x - 1) / blockDim.x;
-    const int64_t begin = threadIdx.x * chunk;
-    const int64_t end = begin + chunk < count ? begin + chunk : count;
-    double running = 0.0;
-    for (int64_t i = begin; i < end; ++i) x[i] = running += x[i];
-    scratch[threadIdx.x] = running;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-      double offset = 0.0;
-      for (unsigned t = 0; t < blockDim.x; ++t) {
-        const double total = scratch[t];
-        scratch[t] = offset;
-        offset += total;
-      }
-    }
-    __syncthreads();
-    for (int64_t i = begin; i < end; ++i) x[i] += scratch[threadIdx.x];
-    __syncthreads();
+#endif
   }
 };
 
@@ -100,9 +58,9 @@ __device__ k::RowIo<T> row_io(const k::DominanceArgs<T>& a, int64_t r) {
 template <typename T>
 __global__ void __launch_bounds__(1024) block_rows_kernel(k::DominanceArgs<T> a, int64_t p, double* levels,
                                                            uint32_t* counts, double* cells) {
-  extern __shared__ double shared[];  // doubles first: every part stays aligned
+  extern __shared__ double shared[];  // the executor's doubles first: every part stays aligned
   const int64_t r = blockIdx.x, width = a.n + a.m;
-  BlockExec ex{shared};
+  const k::CooperativeExec<SyncThreads> ex{threadIdx.x, blockDim.x, shared, {}};
   auto* keys = reinterpret_cast<k::key_t<T>*>(shared + blockDim.x);
   auto* tags = reinterpret_cast<uint32_t*>(keys + p);
   k::RowWork<T> w{keys,

@@ -1,20 +1,24 @@
 // Runs the algorithms of the CUDA kernels on the host, for tests/test_cuda_paths_host.py:
 // - "block": the phases of csrc/kernels/dominance_block.h, one row at a time, by SerialExec;
+// - "threads": the same phases by CooperativeExec on 8 host threads meeting at a std::barrier,
+//   as the threads of a CUDA block meet at __syncthreads (a missing barrier is a data race);
 // - "long": the steps of csrc/kernels/dominance_long.h in the order dominance_cuda.cu launches
 //   them, with a stable sort and a running sum in place of CUB's segmented radix sort and scan.
 // Every loop runs its elements in ascending or descending order: a step that read what the
 // same step writes would give different results in the two directions.
 //
 // Reads one problem from stdin:
-//   dtype(f32|f64) path(block|long) cost beta label_smoothing descending rows n m weighted need_grad
+//   dtype(f32|f64) path(block|threads|long) cost beta label_smoothing descending rows n m weighted need_grad
 //   u[rows n] v[rows m], then wu[rows n] when weighted & 1 and wv[rows m] when weighted & 2
 // and prints the rows' costs, then grad_u and grad_v when need_grad, one value per line.
 #include <algorithm>
+#include <barrier>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <numeric>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kernels/dominance_block.h"
@@ -37,25 +41,49 @@ void loop(int64_t count, bool descending, const F& f) {
 }
 
 template <typename T>
-void run_block(const k::DominanceArgs<T>& a, bool descending) {
+k::RowIo<T> row_io(const k::DominanceArgs<T>& a, int64_t r) {
+  const int64_t n = a.n, m = a.m;
+  return {a.u + r * n,
+          a.v + r * m,
+          a.wu != nullptr ? a.wu + r * n : nullptr,
+          a.wv != nullptr ? a.wv + r * m : nullptr,
+          n,
+          m,
+          a.params,
+          a.cost + r,
+          a.grad_u != nullptr ? a.grad_u + r * n : nullptr,
+          a.grad_v != nullptr ? a.grad_v + r * m : nullptr};
+}
+
+struct StdBarrier {
+  std::barrier<>* barrier;
+  void operator()() const { barrier->arrive_and_wait(); }
+};
+
+// Rows one after the other, each by `threads` cooperating threads (0: SerialExec).
+template <typename T>
+void run_block(const k::DominanceArgs<T>& a, bool descending, int threads) {
   const int64_t n = a.n, m = a.m, p = k::sort_width(n + m);
   std::vector<k::key_t<T>> keys(p);
   std::vector<uint32_t> tags(p), counts(n + m);
-  std::vector<double> levels(n + m), cells(n + m);
-  k::SerialExec ex{descending};
+  std::vector<double> levels(n + m), cells(n + m), scratch(threads);
   for (int64_t r = 0; r < a.rows; ++r) {
-    const k::RowIo<T> io{a.u + r * n,
-                         a.v + r * m,
-                         a.wu != nullptr ? a.wu + r * n : nullptr,
-                         a.wv != nullptr ? a.wv + r * m : nullptr,
-                         n,
-                         m,
-                         a.params,
-                         a.cost + r,
-                         a.grad_u != nullptr ? a.grad_u + r * n : nullptr,
-                         a.grad_v != nullptr ? a.grad_v + r * m : nullptr};
     k::RowWork<T> work{keys.data(), tags.data(), p, levels.data(), counts.data(), cells.data()};
-    k::block_row(ex, io, work);
+    if (threads == 0) {
+      k::SerialExec ex{descending};
+      k::block_row(ex, row_io(a, r), work);
+      continue;
+    }
+    std::barrier<> barrier(threads);
+    std::vector<std::thread> group;
+    for (int rank = 0; rank < threads; ++rank) {
+      group.emplace_back([&, rank] {
+        const k::CooperativeExec<StdBarrier> ex{rank, threads, scratch.data(), {&barrier}};
+        k::RowWork<T> own = work;
+        k::block_row(ex, row_io(a, r), own);
+      });
+    }
+    for (auto& thread : group) thread.join();
   }
 }
 
@@ -130,8 +158,8 @@ int run(const std::string& path, const k::CostParams& params, bool descending, i
                                  cost.data(),
                                  need_grad ? gu.data() : nullptr,
                                  need_grad ? gv.data() : nullptr};
-  if (path == "block") {
-    run_block(args, descending);
+  if (path == "block" || path == "threads") {
+    run_block(args, descending, path == "threads" ? 8 : 0);
   } else {
     run_long(args, descending);
   }
@@ -151,7 +179,7 @@ int main() {
   int descending, weighted, need_grad;
   int64_t rows, n, m;
   std::cin >> dtype >> path >> cost >> beta >> ls >> descending >> rows >> n >> m >> weighted >> need_grad;
-  if (!std::cin || rows < 1 || n < 1 || m < 1 || (path != "block" && path != "long")) return 2;
+  if (!std::cin || rows < 1 || n < 1 || m < 1 || (path != "block" && path != "threads" && path != "long")) return 2;
   const k::CostParams params{k::parse_cost(cost), beta, ls};
   return dtype == "f32" ? run<float>(path, params, descending, rows, n, m, weighted, need_grad)
                         : run<double>(path, params, descending, rows, n, m, weighted, need_grad);
