@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -38,6 +39,10 @@ def results_dir(args: argparse.Namespace) -> Path:
 
 
 def git_sha() -> str:
+    """Short sha of HEAD (``-dirty`` if aot_loss/ has changes); ``AOT_LOSS_GIT_SHA`` names it
+    where the tree is a copy without ``.git`` (a lent GPU machine)."""
+    if os.environ.get("AOT_LOSS_GIT_SHA"):
+        return os.environ["AOT_LOSS_GIT_SHA"]
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True

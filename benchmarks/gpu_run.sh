@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Everything issue #4 needs a GPU for, in one script for a machine with a CUDA torch:
+#   build     the native extension with the CUDA kernels, in place (AOT_LOSS_BUILD_CUDA=1)
+#   test      tests/test_cuda.py (CUDA torch path and native kernels)
+#   sanitize  compute-sanitizer memcheck, racecheck and synccheck over both CUDA paths
+#   bench     benchmarks/bench_fused.py on the GPU
+# Usage: OUT=folder benchmarks/gpu_run.sh build test sanitize bench
+# Logs and results go to $OUT (default /tmp/aot_loss_gpu); each step runs even if one before
+# it failed, so one call on a lent machine reports as much as it can.
+set -u
+cd "$(dirname "$0")/.."
+out=${OUT:-/tmp/aot_loss_gpu}
+mkdir -p "$out"
+python=${PYTHON:-python3}
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16}
+
+step_build() {
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+  "$python" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
+  local start=$SECONDS
+  if ! AOT_LOSS_BUILD_EXT=1 AOT_LOSS_BUILD_CUDA=1 "$python" setup.py build_ext --inplace >"$out/build.log" 2>&1; then
+    tail -80 "$out/build.log"
+    return 1
+  fi
+  echo "built in $((SECONDS - start)) s"
+  cp aot_loss/_C*.so aot_loss/_C_build.json "$out/"
+  "$python" -m aot_loss.info
+}
+
+step_test() {
+  timeout 420 "$python" -m pytest tests/test_cuda.py -q -p no:cacheprovider -x --maxfail=20 2>&1 |
+    tee "$out/test_cuda.log" | tail -60
+}
+
+step_sanitize() {
+  # Small shapes of every path (block pairs, block merged grid with weights, block rows, long
+  # path by segment sort and by segmented sort): a sanitizer run is ~100x slower.
+  local script='
+import torch, aot_loss
+cases = [((64,), (64,), False), ((100,), (37,), True), ((9, 33), (9, 20), False),
+         ((4096,), (4096,), False), ((6000,), (4500,), True), ((20, 5000), (20, 4100), False)]
+for su, sv, weighted in cases:
+    u = torch.randn(su, device="cuda", dtype=torch.float64, requires_grad=True)
+    v = torch.randn(sv, device="cuda", dtype=torch.float64, requires_grad=True)
+    w = torch.rand(su, device="cuda", dtype=torch.float64) if weighted else None
+    aot_loss.unpaired(u, v, pos_weights=w, backend="native", reduction="sum").backward()
+torch.cuda.synchronize()
+print("sanitized", len(cases), "cases")
+'
+  for tool in memcheck racecheck synccheck; do
+    timeout 240 compute-sanitizer --tool "$tool" --error-exitcode 3 "$python" -c "$script" \
+      >"$out/sanitize_$tool.log" 2>&1
+    echo "compute-sanitizer $tool: exit $?"
+    tail -5 "$out/sanitize_$tool.log"
+  done
+}
+
+step_bench() {
+  timeout 560 "$python" benchmarks/bench_fused.py --device cuda --out "$out" 2>&1 | tee "$out/bench.log"
+}
+
+status=0
+for step in "$@"; do
+  echo "=== $step"
+  "step_$step" || status=1
+done
+exit $status
