@@ -6,7 +6,8 @@ U and V together, then pairs or the merged grid, as phases separated by barriers
 ``csrc/kernels/dominance_long.h`` (longer rows: the steps around CUB's segmented sort and
 scan). ``tests/csrc/cuda_paths_host.cpp`` runs both on the host: the block phases serially in
 both directions and on 8 threads that meet at barriers as a CUDA block's threads do, the long
-path with a stable sort and a running sum standing in for CUB. They must match the
+path with a stable sort and a running sum standing in for CUB, its gradients scattered or
+un-sorted. They must match the
 torch path and the float64 oracle on every cost, size, weighting, row shape, tie and
 non-finite value. On a machine with a GPU, ``tests/test_cuda.py`` checks the compiled kernels.
 """
@@ -78,8 +79,9 @@ def _torch_path(u, v, wu=None, wv=None, *, loss="logistic", beta=1.0, ls=0.0):
 
 
 # block: the block kernel's phases serially; threads: on 8 host threads with barriers, as on
-# a GPU; long: the long-row path, run here on every size, not only rows above 4096
-PATHS = ["block", "threads", "long"]
+# a GPU; long: the long-row path, run here on every size, not only rows above 4096; unsort:
+# the long path putting its gradients back by position, as for rows of millions
+PATHS = ["block", "threads", "long", "unsort"]
 SIZES = [(1, 1), (3, 2), (2, 3), (7, 7), (64, 64), (100, 37), (1, 300), (300, 1), (513, 511), (4096, 4096)]
 
 

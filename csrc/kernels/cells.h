@@ -26,8 +26,8 @@ struct UniformLevels {
   int64_t n, m;
   AOT_HD int64_t u(int64_t i) const { return (i + 1) * m; }
   AOT_HD int64_t v(int64_t j) const { return (j + 1) * n; }
-  AOT_HD int64_t v_below_u(int64_t i) const { return ((i + 1) * m - 1) / n; }
-  AOT_HD int64_t u_upto_v(int64_t j) const { return ((j + 1) * n) / m; }
+  AOT_HD int64_t v_below_u(int64_t i) const { return quot_rem((i + 1) * m - 1, n).quot; }
+  AOT_HD int64_t u_upto_v(int64_t j) const { return quot_rem((j + 1) * n, m).quot; }
   AOT_HD double scale() const { return 1.0 / (static_cast<double>(n) * static_cast<double>(m)); }
 };
 

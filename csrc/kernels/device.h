@@ -71,4 +71,19 @@ AOT_HD inline T k_max(T a, T b) {
   return a < b ? b : a;
 }
 
+// a / b and a % b of non-negative integers, in 32-bit arithmetic where both fit: 64-bit
+// division is a long software routine on a GPU, and once per element it dominated the
+// grid-stride kernels.
+struct QuotRem {
+  int64_t quot, rem;
+};
+
+AOT_HD inline QuotRem quot_rem(int64_t a, int64_t b) {
+  if (((a | b) >> 32) == 0) {
+    const uint32_t q = static_cast<uint32_t>(a) / static_cast<uint32_t>(b);
+    return {q, static_cast<uint32_t>(a) - q * static_cast<uint32_t>(b)};
+  }
+  return {a / b, a % b};
+}
+
 }  // namespace aot_loss::kernels

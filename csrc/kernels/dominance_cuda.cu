@@ -8,7 +8,8 @@
 // Longer rows: the steps of dominance_long.h in grid-stride kernels around CUB's stable
 // radix sort of the order keys (U's and V's rows as the segments of one segmented sort, or a
 // device-wide sort each when they are few) and scan; per-row sums over fixed tiles, so
-// results repeat bit for bit.
+// results repeat bit for bit. Rows of millions put their gradients back in input order by a
+// radix sort keyed by position rather than a scatter (dominance_long.h, step 7).
 #include <cuda_runtime.h>
 
 #include <cub/device/device_radix_sort.cuh>
@@ -169,6 +170,11 @@ constexpr size_t kAlign = 256;
 // Up to this many segments (U's and V's rows) each gets a device-wide radix sort: CUB's
 // segmented sort gives a segment one thread block, far too little for rows of millions.
 constexpr int64_t kSortLoopMax = 16;
+// From this many values per sample (with few segments), the gradients are un-sorted by a
+// radix sort rather than scattered: a scatter over more than the L2 cache (50 MB on an
+// H100) pays a read-modify-write of a DRAM sector per element. On an H100 the scatter of
+// the pairs kernel took 1.28 ms at 1e7 values per sample, against 47 us at 1e6.
+constexpr int64_t kUnsortMin = int64_t(1) << 21;
 
 struct Carver {  // hands out aligned pieces of one allocation (or only counts, when base is null)
   char* base;
@@ -186,6 +192,14 @@ bool uses_blocks(int64_t n, int64_t m) { return n <= k::kBlockMaxRow && m <= k::
 
 bool merged(int64_t n, int64_t m, bool weighted) { return weighted || n != m; }
 
+bool unsorts(int64_t rows, int64_t n, int64_t m) { return 2 * rows <= kSortLoopMax && (n > m ? n : m) >= kUnsortMin; }
+
+int bits_for(int64_t size) {  // key bits of positions 0 .. size - 1
+  int bits = 1;
+  while ((int64_t(1) << bits) < size) ++bits;
+  return bits;
+}
+
 int64_t grid_for(int64_t total) {
   const int64_t blocks = (total + kThreads - 1) / kThreads;
   return blocks < 65535 * 8 ? (blocks > 0 ? blocks : 1) : 65535 * 8;
@@ -201,6 +215,7 @@ struct LongBuffers {
   double* scratch;  // sorted weights, then (after the scan) the cells
   double* scanned;
   uint32_t* counts;
+  T* grad_sorted;
   double* partial;
   void* cub;
   size_t cub_bytes;
@@ -218,6 +233,14 @@ size_t cub_bytes(int64_t rows, int64_t n, int64_t m, bool weighted) {
   const int64_t* offsets = nullptr;
   if (2 * rows <= kSortLoopMax) {
     cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, kin, kout, iin, iout, n > m ? n : m, 0, kBits);
+    if (unsorts(rows, n, m)) {  // keys: positions; values: the gradients
+      size_t unsort_bytes = 0;
+      const T* gin = nullptr;
+      T* gout = nullptr;
+      cub::DeviceRadixSort::SortPairs(nullptr, unsort_bytes, iin, iout, gin, gout, n > m ? n : m, 0,
+                                      bits_for(n > m ? n : m));
+      sort_bytes = sort_bytes > unsort_bytes ? sort_bytes : unsort_bytes;
+    }
   } else {
     cub::DeviceSegmentedRadixSort::SortPairs(nullptr, sort_bytes, kin, kout, iin, iout, total,
                                              static_cast<int64_t>(2 * rows), offsets, offsets + 1, 0, kBits);
@@ -247,6 +270,7 @@ LongBuffers<T> carve_long(Carver& c, int64_t rows, int64_t n, int64_t m, bool we
   b.scratch = grid ? c.take<double>(total) : nullptr;
   b.scanned = weighted ? c.take<double>(total) : nullptr;
   b.counts = grid ? c.take<uint32_t>(total) : nullptr;
+  b.grad_sorted = unsorts(rows, n, m) ? c.take<T>(total) : nullptr;
   b.partial = c.take<double>(rows * tiles);
   b.cub_bytes = cub_bytes<T>(rows, n, m, weighted);
   b.cub = c.take<char>(static_cast<int64_t>(b.cub_bytes));
@@ -290,8 +314,8 @@ cudaError_t launch_long(const k::DominanceArgs<T>& a, Carver& c, cudaStream_t st
   const int64_t rows = a.rows, n = a.n, m = a.m, total = rows * (n + m);
   const bool weighted = a.wu != nullptr || a.wv != nullptr, grid = merged(n, m, weighted);
   LongBuffers<T> b = carve_long<T>(c, rows, n, m, weighted);
-  k::LongRows<T> L{a, b.keys[0], b.index[0], b.offsets, b.index[1], b.sorted, b.scratch, b.scanned,
-                   b.levels, b.counts, b.scratch};
+  k::LongRows<T> L{a,        b.keys[0], b.index[0], b.offsets, b.keys[1], b.index[1], b.sorted, b.scratch,
+                   b.scanned, b.levels,  b.counts,   b.scratch, a.grad_u != nullptr ? b.grad_sorted : nullptr};
   const unsigned blocks = static_cast<unsigned>(grid_for(total));
   keys_kernel<T><<<blocks, kThreads, 0, stream>>>(L);
   constexpr int kBits = 8 * sizeof(k::key_t<T>);
@@ -330,6 +354,17 @@ cudaError_t launch_long(const k::DominanceArgs<T>& a, Carver& c, cudaStream_t st
     if (a.grad_u != nullptr) grads_kernel<T><<<blocks, kThreads, 0, stream>>>(L);
   } else {
     terms_kernel<T, true><<<tiled, kThreads, 0, stream>>>(L, b.partial);
+  }
+  if (L.grad_sorted != nullptr) {  // the gradients back to input order, segment by segment
+    for (int64_t seg = 0; seg < 2 * rows && err == cudaSuccess; ++seg) {
+      const bool u_side = seg < rows;
+      const int64_t size = u_side ? n : m, start = u_side ? seg * n : rows * n + (seg - rows) * m;
+      T* out = u_side ? a.grad_u + seg * n : a.grad_v + (seg - rows) * m;
+      size_t cub_size = b.cub_bytes;
+      err = cub::DeviceRadixSort::SortPairs(b.cub, cub_size, b.index[1] + start, b.index[0] + start,
+                                            b.grad_sorted + start, out, size, 0, bits_for(size), stream);
+    }
+    if (err != cudaSuccess) return err;
   }
   const double scale = grid ? 1.0 : 1.0 / static_cast<double>(n);
   finish_kernel<T><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(b.partial, tiles, scale, a.cost);

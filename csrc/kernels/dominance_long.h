@@ -1,8 +1,11 @@
 // The steps of the CUDA path for rows longer than kBlockMaxRow values per sample, each a
 // function of one element, so that the grid-stride loops of dominance_cuda.cu and the host
-// test (tests/csrc/dominance_host_main.cpp) run the same code. Between steps the device
+// test (tests/csrc/cuda_paths_host.cpp) run the same code. Between steps the device
 // runs CUB: a stable segmented radix sort of the keys (step 1 -> 2) and, for weighted
-// sides, an inclusive scan of each row's sorted weights (step 2 -> 3).
+// sides, an inclusive scan of each row's sorted weights (step 2 -> 3). The gradients are
+// scattered to the inputs' positions by steps 5a and 6, or, for very long rows, written in
+// sorted order and put back by a radix sort keyed by position (the "un-sort", step 7): a
+// scatter over tens of megabytes misses the L2 cache on every element.
 //
 // Layout: U's rows, then V's rows, in one array of rows * (n + m) elements ("sample
 // order": U row r at r n, V row r at rows n + r m), so one segmented sort serves both.
@@ -25,6 +28,7 @@ struct LongRows {
   key_t<T>* keys;      // sample order: order keys to sort
   uint32_t* index;     // sample order: positions in the row, sorted along
   int64_t* offsets;    // 2 rows + 1 segment starts (U's rows, then V's)
+  const key_t<T>* sorted_keys;  // sample order: the keys, sorted
   const uint32_t* perm;  // sample order: the sorted positions
   T* sorted;           // sample order: sorted values
   double* weights;     // sample order: sorted weights (weighted sides only)
@@ -32,12 +36,13 @@ struct LongRows {
   double* levels;      // sample order: cumulative levels (weighted rows only)
   uint32_t* counts;    // row order: below (n) then upto (m)
   double* cells;       // row order: cell gradients, U's cells first
+  T* grad_sorted;      // sample order: gradients to un-sort (null: scattered directly)
 
   AOT_HD int64_t total() const { return a.rows * (a.n + a.m); }
   AOT_HD int64_t total_u() const { return a.rows * a.n; }
   AOT_HD bool is_u(int64_t e) const { return e < total_u(); }
   // position of sample-order element e within its row, and the start of its row
-  AOT_HD int64_t local(int64_t e) const { return is_u(e) ? e % a.n : (e - total_u()) % a.m; }
+  AOT_HD int64_t local(int64_t e) const { return is_u(e) ? quot_rem(e, a.n).rem : quot_rem(e - total_u(), a.m).rem; }
   AOT_HD const T* us(int64_t r) const { return sorted + r * a.n; }
   AOT_HD const T* vs(int64_t r) const { return sorted + total_u() + r * a.m; }
   AOT_HD const uint32_t* pu(int64_t r) const { return perm + r * a.n; }
@@ -69,15 +74,19 @@ AOT_HD inline void long_offset(const LongRows<T>& L, int64_t s) {
   L.offsets[s] = s <= L.a.rows ? s * L.a.n : L.total_u() + (s - L.a.rows) * L.a.m;
 }
 
-// 2. The sorted value of element e, gathered from the input as the torch path does, and its
-// weight when its side has weights.
+// 2. The sorted value of element e, decoded from its sorted key (the same value up to the
+// sign of zero and the NaN payload, which no cost tells apart; a gather from the input
+// would miss the cache on every element of a long row), and its weight when its side has
+// weights.
 template <typename T>
 AOT_HD inline void long_gather(const LongRows<T>& L, int64_t e) {
+  L.sorted[e] = key_value<T>(L.sorted_keys[e]);
   const bool u_side = L.is_u(e);
-  const int64_t source = (u_side ? e : e - L.total_u()) - L.local(e) + L.perm[e];
-  L.sorted[e] = u_side ? L.a.u[source] : L.a.v[source];
   const T* w = u_side ? L.a.wu : L.a.wv;
-  if (L.weights != nullptr && w != nullptr) L.weights[e] = static_cast<double>(w[source]);
+  if (L.weights != nullptr && w != nullptr) {
+    const int64_t source = (u_side ? e : e - L.total_u()) - L.local(e) + L.perm[e];
+    L.weights[e] = static_cast<double>(w[source]);
+  }
 }
 
 // 3. The level of element e: its scanned mass over the row's total (the last exactly 1), or
@@ -97,7 +106,9 @@ AOT_HD inline void long_level(const LongRows<T>& L, int64_t e) {
 // or below V level c - n.
 template <typename T>
 AOT_HD inline void long_count(const LongRows<T>& L, int64_t e) {
-  const int64_t n = L.a.n, m = L.a.m, r = e / (n + m), c = e % (n + m);
+  const int64_t n = L.a.n, m = L.a.m;
+  const QuotRem rc = quot_rem(e, n + m);  // C++17: a lambda cannot capture structured bindings
+  const int64_t r = rc.quot, c = rc.rem;
   if (L.levels == nullptr) {
     const UniformLevels uniform{n, m};
     L.counts[e] = static_cast<uint32_t>(c < n ? uniform.v_below_u(c) : uniform.u_upto_v(c - n));
@@ -114,8 +125,13 @@ AOT_HD inline double long_pair(const LongRows<T>& L, int64_t r, int64_t i) {
   const T h = cost_and_slope<T>(L.us(r)[i] - L.vs(r)[i], L.a.params, &slope);
   if (L.a.grad_u != nullptr) {
     const T inv_n = T(1) / static_cast<T>(n);
-    L.a.grad_u[r * n + L.pu(r)[i]] = slope * inv_n;
-    L.a.grad_v[r * n + L.pv(r)[i]] = -slope * inv_n;
+    if (L.grad_sorted != nullptr) {
+      L.grad_sorted[r * n + i] = slope * inv_n;
+      L.grad_sorted[L.total_u() + r * n + i] = -slope * inv_n;
+    } else {
+      L.a.grad_u[r * n + L.pu(r)[i]] = slope * inv_n;
+      L.a.grad_v[r * n + L.pv(r)[i]] = -slope * inv_n;
+    }
   }
   return static_cast<double>(h);
 }
@@ -136,15 +152,31 @@ AOT_HD inline double long_cell(const LongRows<T>& L, int64_t r, int64_t c) {
 // 6. The gradient of the sample at row order element e, from its cells.
 template <typename T>
 AOT_HD inline void long_grad(const LongRows<T>& L, int64_t e) {
-  const int64_t n = L.a.n, m = L.a.m, r = e / (n + m), c = e % (n + m);
+  const int64_t n = L.a.n, m = L.a.m;
+  const QuotRem rc = quot_rem(e, n + m);  // C++17: a lambda cannot capture structured bindings
+  const int64_t r = rc.quot, c = rc.rem;
   const double* cells = L.cells + r * (n + m);
   L.with_levels(r, [&](const auto& levels) {
     if (c < n) {
-      L.a.grad_u[r * n + L.pu(r)[c]] = static_cast<T>(u_grad(c, levels, cells, cells + n));
+      const T g = static_cast<T>(u_grad(c, levels, cells, cells + n));
+      (L.grad_sorted != nullptr ? L.grad_sorted[r * n + c] : L.a.grad_u[r * n + L.pu(r)[c]]) = g;
     } else {
-      L.a.grad_v[r * m + L.pv(r)[c - n]] = static_cast<T>(v_grad(c - n, levels, cells, cells + n));
+      const T g = static_cast<T>(v_grad(c - n, levels, cells, cells + n));
+      (L.grad_sorted != nullptr ? L.grad_sorted[L.total_u() + r * m + c - n] : L.a.grad_v[r * m + L.pv(r)[c - n]]) = g;
     }
   });
+}
+
+// 7. The un-sort on the host (the device runs a radix sort keyed by position instead):
+// gradient element e of sample order to its input position.
+template <typename T>
+AOT_HD inline void long_unsort(const LongRows<T>& L, int64_t e) {
+  const int64_t position = e - L.local(e) + L.perm[e];  // in sample order
+  if (L.is_u(e)) {
+    L.a.grad_u[position] = L.grad_sorted[e];
+  } else {
+    L.a.grad_v[position - L.total_u()] = L.grad_sorted[e];
+  }
 }
 
 }  // namespace aot_loss::kernels

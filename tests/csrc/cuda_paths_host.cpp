@@ -3,12 +3,14 @@
 // - "threads": the same phases by CooperativeExec on 8 host threads meeting at a std::barrier,
 //   as the threads of a CUDA block meet at __syncthreads (a missing barrier is a data race);
 // - "long": the steps of csrc/kernels/dominance_long.h in the order dominance_cuda.cu launches
-//   them, with a stable sort and a running sum in place of CUB's segmented radix sort and scan.
+//   them, with a stable sort and a running sum in place of CUB's segmented radix sort and scan;
+// - "unsort": the long path with the gradients written in sorted order and then put back in
+//   input order (step 7), as the device does for rows of millions.
 // Every loop runs its elements in ascending or descending order: a step that read what the
 // same step writes would give different results in the two directions.
 //
 // Reads one problem from stdin:
-//   dtype(f32|f64) path(block|threads|long) cost beta label_smoothing descending rows n m weighted need_grad
+//   dtype(f32|f64) path(block|threads|long|unsort) cost beta label_smoothing descending rows n m weighted need_grad
 //   u[rows n] v[rows m], then wu[rows n] when weighted & 1 and wv[rows m] when weighted & 2
 // and prints the rows' costs, then grad_u and grad_v when need_grad, one value per line.
 #include <algorithm>
@@ -88,33 +90,39 @@ void run_block(const k::DominanceArgs<T>& a, bool descending, int threads) {
 }
 
 template <typename T>
-void run_long(const k::DominanceArgs<T>& a, bool descending) {
+void run_long(const k::DominanceArgs<T>& a, bool descending, bool unsort) {
   const int64_t rows = a.rows, n = a.n, m = a.m, total = rows * (n + m);
   const bool weighted = a.wu != nullptr || a.wv != nullptr, grid = weighted || n != m;
   std::vector<k::key_t<T>> keys(total);
   std::vector<uint32_t> index(total), perm(total), counts(grid ? total : 0);
   std::vector<int64_t> offsets(2 * rows + 1);
-  std::vector<T> sorted(total);
+  std::vector<k::key_t<T>> sorted_keys(total);
+  std::vector<T> sorted(total), grad_sorted(unsort ? total : 0);
   // as on the device, one buffer holds the sorted weights and, after the scan, the cells
   std::vector<double> scratch(grid ? total : 0), scanned(weighted ? total : 0), levels(weighted ? total : 0);
   k::LongRows<T> L{a,
                    keys.data(),
                    index.data(),
                    offsets.data(),
+                   sorted_keys.data(),
                    perm.data(),
                    sorted.data(),
                    grid ? scratch.data() : nullptr,
                    weighted ? scanned.data() : nullptr,
                    weighted ? levels.data() : nullptr,
                    grid ? counts.data() : nullptr,
-                   grid ? scratch.data() : nullptr};
+                   grid ? scratch.data() : nullptr,
+                   unsort && a.grad_u != nullptr ? grad_sorted.data() : nullptr};
   loop(total, descending, [&](int64_t e) { k::long_key(L, e); });
   loop(2 * rows + 1, descending, [&](int64_t s) { k::long_offset(L, s); });
   for (int64_t s = 0; s < 2 * rows; ++s) {  // CUB's segmented radix sort is stable
     std::vector<int64_t> order(offsets[s + 1] - offsets[s]);
     std::iota(order.begin(), order.end(), offsets[s]);
     std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return keys[x] < keys[y]; });
-    for (size_t i = 0; i < order.size(); ++i) perm[offsets[s] + i] = index[order[i]];
+    for (size_t i = 0; i < order.size(); ++i) {
+      perm[offsets[s] + i] = index[order[i]];
+      sorted_keys[offsets[s] + i] = keys[order[i]];
+    }
   }
   loop(total, descending, [&](int64_t e) { k::long_gather(L, e); });
   if (weighted) {
@@ -136,6 +144,7 @@ void run_long(const k::DominanceArgs<T>& a, bool descending) {
     a.cost[r] = static_cast<T>(grid ? sum : sum / static_cast<double>(n));
   }
   if (grid && a.grad_u != nullptr) loop(total, descending, [&](int64_t e) { k::long_grad(L, e); });
+  if (L.grad_sorted != nullptr) loop(total, descending, [&](int64_t e) { k::long_unsort(L, e); });
 }
 
 template <typename T>
@@ -161,7 +170,7 @@ int run(const std::string& path, const k::CostParams& params, bool descending, i
   if (path == "block" || path == "threads") {
     run_block(args, descending, path == "threads" ? 8 : 0);
   } else {
-    run_long(args, descending);
+    run_long(args, descending, path == "unsort");
   }
   for (T c : cost) std::printf("%.17g\n", static_cast<double>(c));
   if (need_grad) {
@@ -179,7 +188,7 @@ int main() {
   int descending, weighted, need_grad;
   int64_t rows, n, m;
   std::cin >> dtype >> path >> cost >> beta >> ls >> descending >> rows >> n >> m >> weighted >> need_grad;
-  if (!std::cin || rows < 1 || n < 1 || m < 1 || (path != "block" && path != "threads" && path != "long")) return 2;
+  if (!std::cin || rows < 1 || n < 1 || m < 1 || (path != "block" && path != "threads" && path != "long" && path != "unsort")) return 2;
   const k::CostParams params{k::parse_cost(cost), beta, ls};
   return dtype == "f32" ? run<float>(path, params, descending, rows, n, m, weighted, need_grad)
                         : run<double>(path, params, descending, rows, n, m, weighted, need_grad);
