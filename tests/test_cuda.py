@@ -137,6 +137,9 @@ CUDA_SHAPES = {
     "long_weighted": ((6000,), (4500,), True),
     "long_rows": ((3, 5000), (3, 4100), False),
     "long_rows_weighted": ((2, 4097), (2, 4097), True),
+    # from 2^21 values per sample the gradients are un-sorted rather than scattered
+    "unsort_pairs": ((2_100_000,), (2_100_000,), False),
+    "unsort_unequal_weighted": ((2_097_152,), (2_000_001,), True),
 }
 
 

@@ -8,8 +8,9 @@
 // Longer rows: the steps of dominance_long.h in grid-stride kernels around CUB's stable
 // radix sort of the order keys (U's and V's rows as the segments of one segmented sort, or a
 // device-wide sort each when they are few) and scan; per-row sums over fixed tiles, so
-// results repeat bit for bit. Rows of millions put their gradients back in input order by a
-// radix sort keyed by position rather than a scatter (dominance_long.h, step 7).
+// results repeat bit for bit. Rows of millions put their gradients back in input order by
+// a one-pass radix sort on the position's top bits, then a scatter that stays in the L2
+// cache (dominance_long.h, step 7).
 #include <cuda_runtime.h>
 
 #include <cub/device/device_radix_sort.cuh>
@@ -113,6 +114,11 @@ __global__ void gather_kernel(k::LongRows<T> L) {
 }
 
 template <typename T>
+__global__ void unsort_kernel(k::LongRows<T> L, const uint32_t* positions, const T* grads) {
+  AOT_GRID_LOOP(e, L.total()) k::long_unsort(L, e, positions, grads);
+}
+
+template <typename T>
 __global__ void levels_kernel(k::LongRows<T> L) {
   AOT_GRID_LOOP(e, L.total()) k::long_level(L, e);
 }
@@ -170,9 +176,9 @@ constexpr size_t kAlign = 256;
 // Up to this many segments (U's and V's rows) each gets a device-wide radix sort: CUB's
 // segmented sort gives a segment one thread block, far too little for rows of millions.
 constexpr int64_t kSortLoopMax = 16;
-// From this many values per sample (with few segments), the gradients are un-sorted by a
-// radix sort rather than scattered: a scatter over more than the L2 cache (50 MB on an
-// H100) pays a read-modify-write of a DRAM sector per element. On an H100 the scatter of
+// From this many values per sample (with few segments), the gradients are un-sorted
+// (step 7) rather than scattered directly: a scatter over more than the L2 cache (50 MB on
+// an H100) pays a read-modify-write of a DRAM sector per element. On an H100 the scatter of
 // the pairs kernel took 1.28 ms at 1e7 values per sample, against 47 us at 1e6.
 constexpr int64_t kUnsortMin = int64_t(1) << 21;
 
@@ -194,10 +200,15 @@ bool merged(int64_t n, int64_t m, bool weighted) { return weighted || n != m; }
 
 bool unsorts(int64_t rows, int64_t n, int64_t m) { return 2 * rows <= kSortLoopMax && (n > m ? n : m) >= kUnsortMin; }
 
-int bits_for(int64_t size) {  // key bits of positions 0 .. size - 1
+struct BitRange {
+  int begin, end;
+};
+
+// The top 8 bits of positions 0 .. size - 1: one radix pass (step 7).
+BitRange unsort_bits(int64_t size) {
   int bits = 1;
   while ((int64_t(1) << bits) < size) ++bits;
-  return bits;
+  return {bits > 8 ? bits - 8 : 0, bits};
 }
 
 int64_t grid_for(int64_t total) {
@@ -237,8 +248,9 @@ size_t cub_bytes(int64_t rows, int64_t n, int64_t m, bool weighted) {
       size_t unsort_bytes = 0;
       const T* gin = nullptr;
       T* gout = nullptr;
-      cub::DeviceRadixSort::SortPairs(nullptr, unsort_bytes, iin, iout, gin, gout, n > m ? n : m, 0,
-                                      bits_for(n > m ? n : m));
+      const BitRange bits = unsort_bits(n > m ? n : m);
+      cub::DeviceRadixSort::SortPairs(nullptr, unsort_bytes, iin, iout, gin, gout, n > m ? n : m, bits.begin,
+                                      bits.end);
       sort_bytes = sort_bytes > unsort_bytes ? sort_bytes : unsort_bytes;
     }
   } else {
@@ -334,7 +346,7 @@ cudaError_t launch_long(const k::DominanceArgs<T>& a, Carver& c, cudaStream_t st
                                                    0, kBits, stream);
   }
   if (err != cudaSuccess) return err;
-  gather_kernel<T><<<blocks, kThreads, 0, stream>>>(L);
+  if (grid) gather_kernel<T><<<blocks, kThreads, 0, stream>>>(L);
   if (weighted) {  // each weighted side's cumulative masses, row by row, then the levels
     for (int64_t s = 0; s < 2 * rows; ++s) {
       const bool u_side = s < rows;
@@ -355,16 +367,19 @@ cudaError_t launch_long(const k::DominanceArgs<T>& a, Carver& c, cudaStream_t st
   } else {
     terms_kernel<T, true><<<tiled, kThreads, 0, stream>>>(L, b.partial);
   }
-  if (L.grad_sorted != nullptr) {  // the gradients back to input order, segment by segment
+  if (L.grad_sorted != nullptr) {  // the gradients back to input order (step 7)
+    // (position, gradient) pairs by the position's top bits, segment by segment, into the
+    // first index buffer and the sorted values (both free by now), then the scatter
     for (int64_t seg = 0; seg < 2 * rows && err == cudaSuccess; ++seg) {
-      const bool u_side = seg < rows;
-      const int64_t size = u_side ? n : m, start = u_side ? seg * n : rows * n + (seg - rows) * m;
-      T* out = u_side ? a.grad_u + seg * n : a.grad_v + (seg - rows) * m;
+      const int64_t size = seg < rows ? n : m, start = seg < rows ? seg * n : rows * n + (seg - rows) * m;
+      const BitRange bits = unsort_bits(size);
       size_t cub_size = b.cub_bytes;
       err = cub::DeviceRadixSort::SortPairs(b.cub, cub_size, b.index[1] + start, b.index[0] + start,
-                                            b.grad_sorted + start, out, size, 0, bits_for(size), stream);
+                                            b.grad_sorted + start, b.sorted + start, size, bits.begin, bits.end,
+                                            stream);
     }
     if (err != cudaSuccess) return err;
+    unsort_kernel<T><<<blocks, kThreads, 0, stream>>>(L, b.index[0], b.sorted);
   }
   const double scale = grid ? 1.0 : 1.0 / static_cast<double>(n);
   finish_kernel<T><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(b.partial, tiles, scale, a.cost);

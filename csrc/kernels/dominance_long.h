@@ -4,8 +4,8 @@
 // runs CUB: a stable segmented radix sort of the keys (step 1 -> 2) and, for weighted
 // sides, an inclusive scan of each row's sorted weights (step 2 -> 3). The gradients are
 // scattered to the inputs' positions by steps 5a and 6, or, for very long rows, written in
-// sorted order and put back by a radix sort keyed by position (the "un-sort", step 7): a
-// scatter over tens of megabytes misses the L2 cache on every element.
+// sorted order and put back in two steps (the "un-sort", step 7): a scatter over tens of
+// megabytes misses the L2 cache on every element.
 //
 // Layout: U's rows, then V's rows, in one array of rows * (n + m) elements ("sample
 // order": U row r at r n, V row r at rows n + r m), so one segmented sort serves both.
@@ -74,10 +74,10 @@ AOT_HD inline void long_offset(const LongRows<T>& L, int64_t s) {
   L.offsets[s] = s <= L.a.rows ? s * L.a.n : L.total_u() + (s - L.a.rows) * L.a.m;
 }
 
-// 2. The sorted value of element e, decoded from its sorted key (the same value up to the
-// sign of zero and the NaN payload, which no cost tells apart; a gather from the input
-// would miss the cache on every element of a long row), and its weight when its side has
-// weights.
+// 2. Merged grid only: the sorted value of element e, decoded from its sorted key (the same
+// value up to the sign of zero and the NaN payload, which no cost tells apart; a gather
+// from the input would miss the cache on every element of a long row), and its weight when
+// its side has weights.
 template <typename T>
 AOT_HD inline void long_gather(const LongRows<T>& L, int64_t e) {
   L.sorted[e] = key_value<T>(L.sorted_keys[e]);
@@ -117,12 +117,14 @@ AOT_HD inline void long_count(const LongRows<T>& L, int64_t e) {
   }
 }
 
-// 5a. Equal sizes without weights: the cost term h(u_(i) - v_(i)) of row r and both gradients.
+// 5a. Equal sizes without weights: the cost term h(u_(i) - v_(i)) of row r and both
+// gradients, the values decoded straight from the sorted keys (step 2 is skipped).
 template <typename T>
 AOT_HD inline double long_pair(const LongRows<T>& L, int64_t r, int64_t i) {
   const int64_t n = L.a.n;
+  const T u = key_value<T>(L.sorted_keys[r * n + i]), v = key_value<T>(L.sorted_keys[L.total_u() + r * n + i]);
   T slope;
-  const T h = cost_and_slope<T>(L.us(r)[i] - L.vs(r)[i], L.a.params, &slope);
+  const T h = cost_and_slope<T>(u - v, L.a.params, &slope);
   if (L.a.grad_u != nullptr) {
     const T inv_n = T(1) / static_cast<T>(n);
     if (L.grad_sorted != nullptr) {
@@ -167,15 +169,18 @@ AOT_HD inline void long_grad(const LongRows<T>& L, int64_t e) {
   });
 }
 
-// 7. The un-sort on the host (the device runs a radix sort keyed by position instead):
-// gradient element e of sample order to its input position.
+// 7. The un-sort: gradient `grads[e]` to position `positions[e]` of element e's row. The
+// host passes (perm, grad_sorted), a plain scatter. The device first radix-sorts those
+// pairs of each row by the top 8 bits of the position, in one pass, and passes the result:
+// the same scatter, but each stretch of elements then writes into a window of 1/256 of the
+// row, which stays in the L2 cache.
 template <typename T>
-AOT_HD inline void long_unsort(const LongRows<T>& L, int64_t e) {
-  const int64_t position = e - L.local(e) + L.perm[e];  // in sample order
+AOT_HD inline void long_unsort(const LongRows<T>& L, int64_t e, const uint32_t* positions, const T* grads) {
+  const int64_t position = e - L.local(e) + positions[e];  // in sample order
   if (L.is_u(e)) {
-    L.a.grad_u[position] = L.grad_sorted[e];
+    L.a.grad_u[position] = grads[e];
   } else {
-    L.a.grad_v[position - L.total_u()] = L.grad_sorted[e];
+    L.a.grad_v[position - L.total_u()] = grads[e];
   }
 }
 

@@ -124,7 +124,7 @@ void run_long(const k::DominanceArgs<T>& a, bool descending, bool unsort) {
       sorted_keys[offsets[s] + i] = keys[order[i]];
     }
   }
-  loop(total, descending, [&](int64_t e) { k::long_gather(L, e); });
+  if (grid) loop(total, descending, [&](int64_t e) { k::long_gather(L, e); });
   if (weighted) {
     for (int64_t s = 0; s < 2 * rows; ++s) {
       if ((s < rows ? a.wu : a.wv) == nullptr) continue;
@@ -144,7 +144,24 @@ void run_long(const k::DominanceArgs<T>& a, bool descending, bool unsort) {
     a.cost[r] = static_cast<T>(grid ? sum : sum / static_cast<double>(n));
   }
   if (grid && a.grad_u != nullptr) loop(total, descending, [&](int64_t e) { k::long_grad(L, e); });
-  if (L.grad_sorted != nullptr) loop(total, descending, [&](int64_t e) { k::long_unsort(L, e); });
+  if (L.grad_sorted != nullptr) {  // as on the device: pairs by the top 8 bits of the position, then scattered
+    std::vector<uint32_t> positions(total);
+    std::vector<T> grads(total);
+    for (int64_t s = 0; s < 2 * rows; ++s) {
+      const int64_t size = offsets[s + 1] - offsets[s];
+      int bits = 1;
+      while ((int64_t(1) << bits) < size) ++bits;
+      const int shift = bits > 8 ? bits - 8 : 0;
+      std::vector<int64_t> order(size);
+      std::iota(order.begin(), order.end(), offsets[s]);
+      std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return (perm[x] >> shift) < (perm[y] >> shift); });
+      for (int64_t i = 0; i < size; ++i) {
+        positions[offsets[s] + i] = perm[order[i]];
+        grads[offsets[s] + i] = grad_sorted[order[i]];
+      }
+    }
+    loop(total, descending, [&](int64_t e) { k::long_unsort(L, e, positions.data(), grads.data()); });
+  }
 }
 
 template <typename T>
