@@ -100,6 +100,9 @@ def _scale_saved(
         raise RuntimeError(
             "aot_loss::dominance does not support double backward (create_graph=True); use backend='torch'"
         )
+    if need_u and need_v and grad_cost.dim() == 0:  # one row: one fused launch for both on a GPU
+        grad_u, grad_v = torch._foreach_mul([grad_u, grad_v], grad_cost)
+        return grad_u, grad_v
     scale = grad_cost.unsqueeze(-1)
     return (scale * grad_u if need_u else None), (scale * grad_v if need_v else None)
 

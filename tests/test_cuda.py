@@ -145,13 +145,7 @@ CUDA_SHAPES = {
 
 def _native_vs_torch(u, v, wu, wv, **options):
     """Loss and gradients of both backends on the same CUDA tensors."""
-    out = []
-    for backend in ("native", "torch"):
-        a, b = u.detach().clone().requires_grad_(), v.detach().clone().requires_grad_()
-        loss = aot_loss.unpaired(a, b, pos_weights=wu, neg_weights=wv, backend=backend, **options)
-        loss.sum().backward()
-        out.append((loss.detach(), a.grad, b.grad))
-    return out
+    return [_run(backend, u, v, wu, wv, **options) for backend in ("native", "torch")]
 
 
 @needs_cuda_native
@@ -166,14 +160,26 @@ def test_cuda_native_equals_torch(loss, case, dtype):
     wv = torch.rand(shape_v, dtype=dtype).cuda() if weighted else None
     options = {"loss": loss, "beta": 0.7, "label_smoothing": 0.2 if loss == "logistic" else 0.0}
     options["reduction"] = "none" if u.dim() == 2 else "mean"
-    native, torch_path = _native_vs_torch(u, v, wu, wv, **options)
+    native = _run("native", u, v, wu, wv, **options)
+    # The reference is the torch path in float64: in float32 its cumulative weights lose
+    # about 1% of a cell's mass at 2^21 values, where the kernel's are float64.
+    reference = _run("torch", *(t.to(f64) if t is not None else None for t in (u, v, wu, wv)), **options)
     if dtype == f64:
         tolerance = {"rtol": 1e-10, "atol": 1e-12}
-    else:  # float32 cell masses on the torch path, float64 in the kernel (see test_native.py)
+    else:
         tolerance = {"rtol": 1e-4, "atol": 1e-5} if weighted else {"rtol": 2e-5, "atol": 1e-6}
-    for a, b in zip(native, torch_path, strict=True):
-        assert a.dtype == b.dtype and a.device.type == "cuda"
-        torch.testing.assert_close(a, b, **tolerance)
+    assert all(t.dtype == dtype and t.device.type == "cuda" for t in native)
+    # gradients are O(1 / size): compared times the size, so that the tolerance means the same
+    for got, expected, size in zip(native, reference, (1, u.shape[-1], v.shape[-1]), strict=True):
+        torch.testing.assert_close(got.to(f64) * size, expected * size, **tolerance)
+
+
+def _run(backend, u, v, wu, wv, **options):
+    """Loss and gradients of one backend."""
+    a, b = u.detach().clone().requires_grad_(), v.detach().clone().requires_grad_()
+    loss = aot_loss.unpaired(a, b, pos_weights=wu, neg_weights=wv, backend=backend, **options)
+    loss.sum().backward()
+    return loss.detach(), a.grad, b.grad
 
 
 @needs_cuda_native
