@@ -61,6 +61,7 @@ def metadata() -> dict[str, object]:
         "threads": torch.get_num_threads(),
         "git_sha": git_sha(),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "python": platform.python_version(),
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
