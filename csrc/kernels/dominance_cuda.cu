@@ -276,8 +276,9 @@ LongBuffers<T> carve_long(Carver& c, int64_t rows, int64_t n, int64_t m, bool we
     b.index[s] = c.take<uint32_t>(total);
   }
   b.offsets = c.take<int64_t>(2 * rows + 1);
-  b.sorted = c.take<T>(total);
   const bool grid = merged(n, m, weighted);
+  // sorted values for the merged grid (pairs decode the keys), scratch of the un-sort
+  b.sorted = grid || unsorts(rows, n, m) ? c.take<T>(total) : nullptr;
   b.levels = weighted ? c.take<double>(total) : nullptr;
   b.scratch = grid ? c.take<double>(total) : nullptr;
   b.scanned = weighted ? c.take<double>(total) : nullptr;

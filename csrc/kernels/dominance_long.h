@@ -30,7 +30,7 @@ struct LongRows {
   int64_t* offsets;    // 2 rows + 1 segment starts (U's rows, then V's)
   const key_t<T>* sorted_keys;  // sample order: the keys, sorted
   const uint32_t* perm;  // sample order: the sorted positions
-  T* sorted;           // sample order: sorted values
+  T* sorted;           // sample order: sorted values (merged grid only)
   double* weights;     // sample order: sorted weights (weighted sides only)
   const double* scanned;  // sample order: their inclusive sums per row
   double* levels;      // sample order: cumulative levels (weighted rows only)
@@ -169,11 +169,11 @@ AOT_HD inline void long_grad(const LongRows<T>& L, int64_t e) {
   });
 }
 
-// 7. The un-sort: gradient `grads[e]` to position `positions[e]` of element e's row. The
-// host passes (perm, grad_sorted), a plain scatter. The device first radix-sorts those
-// pairs of each row by the top 8 bits of the position, in one pass, and passes the result:
-// the same scatter, but each stretch of elements then writes into a window of 1/256 of the
-// row, which stays in the L2 cache.
+// 7. The un-sort: gradient `grads[e]` to position `positions[e]` of element e's row. Called
+// with (perm, grad_sorted) it is a plain scatter; the device first sorts those pairs of each
+// row by the top 8 bits of the position (one radix pass) and passes the result: the same
+// scatter, but each stretch of elements then writes into a window of 1/256 of the row, which
+// stays in the L2 cache.
 template <typename T>
 AOT_HD inline void long_unsort(const LongRows<T>& L, int64_t e, const uint32_t* positions, const T* grads) {
   const int64_t position = e - L.local(e) + positions[e];  // in sample order
