@@ -59,9 +59,10 @@ def _unserved(
         return ValueError(
             "backend='native' gives no gradient for the weights; differentiable weights need backend='torch'"
         )
-    if max(u.shape[-1], v.shape[-1]) >= _MAX_ROW:
+    longest = max(u.shape[-1], v.shape[-1])
+    if longest >= _MAX_ROW:
         return ValueError(f"backend='native' serves rows shorter than {_MAX_ROW} elements")
-    longest, rows = max(u.shape[-1], v.shape[-1]), u.numel() // max(u.shape[-1], 1)
+    rows = u.numel() // max(u.shape[-1], 1)
     if u.device.type == "cuda" and longest > _CUDA_BLOCK_ROW and rows > _CUDA_MAX_LONG_ROWS:
         return ValueError(
             f"backend='native' on CUDA serves at most {_CUDA_MAX_LONG_ROWS} rows of more than "

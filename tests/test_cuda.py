@@ -254,3 +254,33 @@ def test_cuda_native_compile_fullgraph():
     expected = u.detach().clone().requires_grad_()
     aot_loss.unpaired(expected, v, backend="torch").backward()
     torch.testing.assert_close(u.grad, expected.grad)
+
+
+@needs_cuda_native
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        ((torch.ones(3, dtype=torch.int32),) * 2, "serves float32 and float64 only"),
+        ((torch.ones(3), torch.ones(3, dtype=f64)), "v must have the dtype of u"),
+        ((torch.ones(3), torch.ones(2, 3)), "v must have the number of dimensions of u"),
+    ],
+)
+def test_cuda_kernel_rejects_bad_operands(args, match):
+    with pytest.raises(RuntimeError, match=match):
+        torch.ops.aot_loss.dominance(*(t.cuda() for t in args), None, None, "logistic", 0.1, 0.0, False)
+
+
+@needs_cuda_native
+def test_cuda_kernel_rejects_weights_off_the_device_and_an_unknown_cost():
+    u, v = torch.ones(3, device="cuda"), torch.ones(3, device="cuda")
+    with pytest.raises(RuntimeError, match="u_weights must be on the CUDA device of u"):
+        torch.ops.aot_loss.dominance(u, v, torch.ones(3), None, "logistic", 0.1, 0.0, False)
+    with pytest.raises(RuntimeError, match="unknown cost 'cubic'"):
+        torch.ops.aot_loss.dominance(u, v, None, None, "cubic", 0.1, 0.0, False)
+
+
+@needs_cuda_native
+def test_cuda_native_refuses_more_long_rows_than_the_grid_holds():
+    u = torch.zeros(1, 4097, device="cuda").expand(65536, 4097)  # no memory behind the rows
+    with pytest.raises(ValueError, match="on CUDA serves at most 65535 rows of more than 4096 values"):
+        aot_loss.unpaired(u, u, backend="native", reduction="none")

@@ -22,6 +22,7 @@
 #include "cells.h"
 #include "costs.h"
 #include "device.h"
+#include "dominance.h"
 #include "sort.h"
 
 namespace aot_loss::kernels {
@@ -43,6 +44,22 @@ struct RowIo {
   T* gu;    // (n) or nullptr
   T* gv;    // (m) or nullptr
 };
+
+// Row r of a call's arguments.
+template <typename T>
+AOT_HD RowIo<T> row_io(const DominanceArgs<T>& a, int64_t r) {
+  const int64_t n = a.n, m = a.m;
+  return {a.u + r * n,
+          a.v + r * m,
+          a.wu != nullptr ? a.wu + r * n : nullptr,
+          a.wv != nullptr ? a.wv + r * m : nullptr,
+          n,
+          m,
+          a.params,
+          a.cost + r,
+          a.grad_u != nullptr ? a.grad_u + r * n : nullptr,
+          a.grad_v != nullptr ? a.grad_v + r * m : nullptr};
+}
 
 // A row's scratch. keys/tags (P items) live in fast memory (shared memory on a GPU); the
 // rest is only touched by weighted or unequal rows. keys are reused for the sorted values.

@@ -39,21 +39,6 @@ struct SyncThreads {
   }
 };
 
-template <typename T>
-__device__ k::RowIo<T> row_io(const k::DominanceArgs<T>& a, int64_t r) {
-  const int64_t n = a.n, m = a.m;
-  return {a.u + r * n,
-          a.v + r * m,
-          a.wu != nullptr ? a.wu + r * n : nullptr,
-          a.wv != nullptr ? a.wv + r * m : nullptr,
-          n,
-          m,
-          a.params,
-          a.cost + r,
-          a.grad_u != nullptr ? a.grad_u + r * n : nullptr,
-          a.grad_v != nullptr ? a.grad_v + r * m : nullptr};
-}
-
 // ---------------------------------------------------------------------------------------
 // Short rows: one block per row.
 
@@ -71,7 +56,7 @@ __global__ void __launch_bounds__(1024) block_rows_kernel(k::DominanceArgs<T> a,
                   levels != nullptr ? levels + r * width : nullptr,
                   counts != nullptr ? counts + r * width : nullptr,
                   cells != nullptr ? cells + r * width : nullptr};
-  k::block_row(ex, row_io(a, r), w);
+  k::block_row(ex, k::row_io(a, r), w);
 }
 
 struct BlockPlan {

@@ -42,21 +42,6 @@ void loop(int64_t count, bool descending, const F& f) {
   for (int64_t i = 0; i < count; ++i) f(descending ? count - 1 - i : i);
 }
 
-template <typename T>
-k::RowIo<T> row_io(const k::DominanceArgs<T>& a, int64_t r) {
-  const int64_t n = a.n, m = a.m;
-  return {a.u + r * n,
-          a.v + r * m,
-          a.wu != nullptr ? a.wu + r * n : nullptr,
-          a.wv != nullptr ? a.wv + r * m : nullptr,
-          n,
-          m,
-          a.params,
-          a.cost + r,
-          a.grad_u != nullptr ? a.grad_u + r * n : nullptr,
-          a.grad_v != nullptr ? a.grad_v + r * m : nullptr};
-}
-
 struct StdBarrier {
   std::barrier<>* barrier;
   void operator()() const { barrier->arrive_and_wait(); }
@@ -73,7 +58,7 @@ void run_block(const k::DominanceArgs<T>& a, bool descending, int threads) {
     k::RowWork<T> work{keys.data(), tags.data(), p, levels.data(), counts.data(), cells.data()};
     if (threads == 0) {
       k::SerialExec ex{descending};
-      k::block_row(ex, row_io(a, r), work);
+      k::block_row(ex, k::row_io(a, r), work);
       continue;
     }
     std::barrier<> barrier(threads);
@@ -82,7 +67,7 @@ void run_block(const k::DominanceArgs<T>& a, bool descending, int threads) {
       group.emplace_back([&, rank] {
         const k::CooperativeExec<StdBarrier> ex{rank, threads, scratch.data(), {&barrier}};
         k::RowWork<T> own = work;
-        k::block_row(ex, row_io(a, r), own);
+        k::block_row(ex, k::row_io(a, r), own);
       });
     }
     for (auto& thread : group) thread.join();
