@@ -39,11 +39,13 @@ def _native_extensions() -> tuple[list, dict, dict]:
     flags = [
         "-O3",
         "-g0",
+        "-fno-trapping-math",  # lets loops with selects vectorise (csrc/kernels/cost_block.cpp)
         "-std=c++17",
         "-DPy_LIMITED_API=0x030a0000",
         "-DTORCH_TARGET_VERSION=0x020a000000000000",
     ]
     sources = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("*.cpp"))
+    sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("kernels/*.cpp"))
     compile_args: dict[str, list[str]] = {"cxx": flags}
     extension = CppExtension
     cuda = os.environ.get("AOT_LOSS_BUILD_CUDA") == "1"

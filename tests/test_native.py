@@ -16,9 +16,13 @@ needs_native = pytest.mark.skipif(not _native.STATUS.loaded, reason=f"native lib
 f32, f64 = torch.float32, torch.float64
 
 # (shape of u, shape of v, weighted)
+# The CPU sort has three tiers (csrc/kernels/sort.h): ranking up to 64 values, radix sort with
+# 8-bit digits below 4096 and with 11-bit digits from 4096 (float32); the cases cross them.
 SHAPES = {
-    "pairs_insertion": ((7,), (7,), False),
-    "pairs_radix": ((300,), (300,), False),
+    "pairs_rank_sort": ((7,), (7,), False),
+    "pairs_rank_sort_largest": ((64,), (64,), False),
+    "pairs_radix": ((65,), (65,), False),
+    "pairs_radix_11_bit": ((4096,), (4096,), False),
     "pairs_parallel_chunks": ((70_000,), (70_000,), False),
     "unequal": ((49,), (23,), False),
     "weighted": ((64,), (50,), True),
@@ -84,31 +88,33 @@ def test_native_half_inputs_are_upcast(dtype):
 
 
 @needs_native
-@pytest.mark.parametrize("n", [10, 200])  # insertion sort and radix sort
-def test_ties_send_gradient_to_the_same_elements(n):
+@pytest.mark.parametrize("n", [10, 64, 65, 200, 4096])  # every tier of the sort
+@pytest.mark.parametrize("dtype", [f32, f64])
+def test_ties_send_gradient_to_the_same_elements(n, dtype):
     """Stable sorts on both paths: tied values (including -0.0 == 0.0) keep input order."""
-    values = torch.tensor([0.0, -0.0, 1.0, -1.0, 2.0], dtype=f64)
+    values = torch.tensor([0.0, -0.0, 1.0, -1.0, 2.0], dtype=dtype)
     u = values[torch.randint(0, 5, (n,))]
     v = values[torch.randint(0, 5, (n,))] * 0.5
     for loss in BUILTIN_COSTS:
         native = _loss_and_grads("native", u, v, None, None, loss=loss, beta=0.3)
         torch_path = _loss_and_grads("torch", u, v, None, None, loss=loss, beta=0.3)
         for a, b in zip(native, torch_path, strict=True):
-            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
+            torch.testing.assert_close(a, b, **({"rtol": 1e-12, "atol": 1e-15} if dtype == f64 else {}))
             assert torch.equal(a != 0, b != 0)
 
 
 @needs_native
-def test_nan_and_inf_behave_like_the_torch_path():
-    u = torch.tensor([1.0, float("nan"), -2.0, 0.5])
-    v = torch.tensor([0.0, 1.0, float("inf"), -1.0])
+@pytest.mark.parametrize("repeat", [1, 25, 1250])  # 4, 100 and 5000 values: every tier of the sort
+def test_nan_and_inf_behave_like_the_torch_path(repeat):
+    u = torch.tensor([1.0, float("nan"), -2.0, 0.5]).repeat(repeat)
+    v = torch.tensor([0.0, 1.0, float("inf"), -1.0]).repeat(repeat)
     assert torch.isnan(aot_loss.unpaired(u, v, backend="native"))
     assert torch.isnan(aot_loss.unpaired(u, v, backend="torch"))
-    finite = torch.tensor([1.0, 0.0, -2.0, 0.5])
+    finite = torch.tensor([1.0, 0.0, -2.0, 0.5]).repeat(repeat)
     both = [aot_loss.unpaired(finite, v, loss="hinge", backend=b) for b in ("native", "torch")]
     torch.testing.assert_close(both[0], both[1])
     for loss in BUILTIN_COSTS:  # gradients too, NaN where the torch path has NaN
-        for m in (4, 3):
+        for m in (4 * repeat, 3 * repeat):
             native = _loss_and_grads("native", u, v[:m], None, None, loss=loss, beta=0.5)
             torch_path = _loss_and_grads("torch", u, v[:m], None, None, loss=loss, beta=0.5)
             for a, b in zip(native, torch_path, strict=True):

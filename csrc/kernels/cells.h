@@ -68,32 +68,53 @@ AOT_HD inline uint32_t count_levels(const double* levels, int64_t size, double x
   return static_cast<uint32_t>(lo);
 }
 
+// Where a cell sits: its mass and the index of the other sample's element it couples with.
+struct Cell {
+  double mass;
+  int64_t partner;
+};
+
+// The cell that ends at U level i: it couples u_(i) with v_(partner).
+template <typename Levels>
+AOT_HD inline Cell u_cell_at(int64_t i, const Levels& lv) {
+  using Level = decltype(lv.u(0));
+  const int64_t c = lv.v_below_u(i);
+  const Level prev = k_max(i > 0 ? lv.u(i - 1) : Level(0), c > 0 ? lv.v(c - 1) : Level(0));
+  return {static_cast<double>(lv.u(i) - prev) * lv.scale(), k_min<int64_t>(c, lv.m - 1)};
+}
+
+// The cell that ends at V level j: it couples u_(partner) with v_(j).
+template <typename Levels>
+AOT_HD inline Cell v_cell_at(int64_t j, const Levels& lv) {
+  using Level = decltype(lv.u(0));
+  const int64_t c = lv.u_upto_v(j);
+  const Level prev = k_max(j > 0 ? lv.v(j - 1) : Level(0), c > 0 ? lv.u(c - 1) : Level(0));
+  return {static_cast<double>(lv.v(j) - prev) * lv.scale(), k_min<int64_t>(c, lv.n - 1)};
+}
+
+// mass * h(d) of a cell; writes mass * h'(d), the cell's gradient (that of u; v's is the negative).
+template <typename T>
+AOT_HD inline double cell_cost(const Cell& cell, T d, const CostParams& p, double* grad) {
+  T slope;
+  const T h = cost_and_slope<T>(d, p, &slope);
+  *grad = cell.mass * static_cast<double>(slope);
+  return cell.mass * static_cast<double>(h);
+}
+
 // The cell that ends at U level i: returns mass * h(u_(i) - v_(c)), writes mass * h'.
 template <typename T, typename Levels>
 AOT_HD inline double u_cell(int64_t i, const T* us, const T* vs, const Levels& lv, const CostParams& p,
                             double* grad) {
-  using Level = decltype(lv.u(0));
-  const int64_t c = lv.v_below_u(i);
-  const Level prev = k_max(i > 0 ? lv.u(i - 1) : Level(0), c > 0 ? lv.v(c - 1) : Level(0));
-  const double mass = static_cast<double>(lv.u(i) - prev) * lv.scale();
-  T slope;
-  const T h = cost_and_slope<T>(us[i] - vs[k_min<int64_t>(c, lv.m - 1)], p, &slope);
-  *grad = mass * static_cast<double>(slope);
-  return mass * static_cast<double>(h);
+  const Cell cell = u_cell_at(i, lv);
+  return cell_cost<T>(cell, us[i] - vs[cell.partner], p, grad);
 }
 
-// The cell that ends at V level j (its gradient is that of u; v's is the negative).
+// The cell that ends at V level j.
 template <typename T, typename Levels>
 AOT_HD inline double v_cell(int64_t j, const T* us, const T* vs, const Levels& lv, const CostParams& p,
                             double* grad) {
-  using Level = decltype(lv.u(0));
-  const int64_t c = lv.u_upto_v(j);
-  const Level prev = k_max(j > 0 ? lv.v(j - 1) : Level(0), c > 0 ? lv.u(c - 1) : Level(0));
-  const double mass = static_cast<double>(lv.v(j) - prev) * lv.scale();
-  T slope;
-  const T h = cost_and_slope<T>(us[k_min<int64_t>(c, lv.n - 1)] - vs[j], p, &slope);
-  *grad = mass * static_cast<double>(slope);
-  return mass * static_cast<double>(h);
+  const Cell cell = v_cell_at(j, lv);
+  return cell_cost<T>(cell, us[cell.partner] - vs[j], p, grad);
 }
 
 // d cost / d u_(i): the V cells between U levels i - 1 and i (every V cell after the last U

@@ -54,10 +54,6 @@ AOT_HD inline T from_bits(K bits) {
 
 // Overloaded math that resolves to the float or double function on host and device alike
 // (the std:: overloads are host-only, the C names float-only or double-only).
-AOT_HD inline float k_exp(float x) { return ::expf(x); }
-AOT_HD inline double k_exp(double x) { return ::exp(x); }
-AOT_HD inline float k_log1p(float x) { return ::log1pf(x); }
-AOT_HD inline double k_log1p(double x) { return ::log1p(x); }
 AOT_HD inline float k_fabs(float x) { return ::fabsf(x); }
 AOT_HD inline double k_fabs(double x) { return ::fabs(x); }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "cells.h"
+#include "cost_block.h"
 #include "costs.h"
 #include "sort.h"
 
@@ -40,19 +41,63 @@ struct SortedRow {
   int64_t size;
 };
 
+constexpr int64_t kCostBlock = 256;  // elements per cost_block call: its buffers stay in L1
+
+// Sum of a block of costs in double, in eight interleaved partial sums (one chain of dependent
+// additions would take longer than the costs themselves); a fixed order, so results repeat.
+template <typename T>
+double block_sum(const T* h, int64_t len) {
+  double lanes[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    for (int k = 0; k < 8; ++k) lanes[k] += static_cast<double>(h[i + k]);
+  }
+  for (; i < len; ++i) lanes[i % 8] += static_cast<double>(h[i]);
+  return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+}
+
 // Sum of h over sorted pairs [begin, end); slopes scaled by 1/n scattered to the inputs.
 template <typename T>
 double pairs_range(SortedRow<T> u, SortedRow<T> v, int64_t begin, int64_t end, const CostParams& p,
                    T* gu, T* gv) {
+  T d[kCostBlock], h[kCostBlock], slope[kCostBlock];
   double total = 0.0;
   const T inv_n = T(1) / static_cast<T>(u.size);
-  for (int64_t i = begin; i < end; ++i) {
-    T slope;
-    total += cost_and_slope<T>(u.values[i] - v.values[i], p, &slope);
+  for (int64_t b = begin; b < end; b += kCostBlock) {
+    const int64_t len = std::min(kCostBlock, end - b);
+    for (int64_t k = 0; k < len; ++k) d[k] = u.values[b + k] - v.values[b + k];
+    cost_block(p, d, len, h, slope);
+    total += block_sum(h, len);
     if (gu != nullptr) {
-      gu[u.perm[i]] = slope * inv_n;
-      gv[v.perm[i]] = -slope * inv_n;
+      for (int64_t k = 0; k < len; ++k) {
+        gu[u.perm[b + k]] = slope[k] * inv_n;
+        gv[v.perm[b + k]] = -slope[k] * inv_n;
+      }
     }
+  }
+  return total;
+}
+
+// Sum of mass * h over the cells [0, count) of one side, in blocks; each cell's gradient
+// (mass * h') to grads. `cell_of(k)` returns cell k and its difference u - v.
+template <typename T, typename CellOf>
+double cells_range(int64_t count, const CellOf& cell_of, const CostParams& p, double* grads) {
+  T d[kCostBlock], h[kCostBlock], slope[kCostBlock];
+  double mass[kCostBlock], weighted[kCostBlock];
+  double total = 0.0;
+  for (int64_t b = 0; b < count; b += kCostBlock) {
+    const int64_t len = std::min(kCostBlock, count - b);
+    for (int64_t k = 0; k < len; ++k) {
+      const std::pair<Cell, T> cell = cell_of(b + k);
+      mass[k] = cell.first.mass;
+      d[k] = cell.second;
+    }
+    cost_block(p, d, len, h, slope);
+    for (int64_t k = 0; k < len; ++k) {
+      weighted[k] = mass[k] * static_cast<double>(h[k]);
+      grads[b + k] = mass[k] * static_cast<double>(slope[k]);
+    }
+    total += block_sum(weighted, len);
   }
   return total;
 }
@@ -65,9 +110,22 @@ double merged_row(SortedRow<T> u, SortedRow<T> v, const Levels& levels, const Co
   cells.resize(static_cast<size_t>(u.size + v.size));
   double* u_cells = cells.data();
   double* v_cells = u_cells + u.size;
-  double total = 0.0;
-  for (int64_t i = 0; i < u.size; ++i) total += u_cell(i, u.values, v.values, levels, p, u_cells + i);
-  for (int64_t j = 0; j < v.size; ++j) total += v_cell(j, u.values, v.values, levels, p, v_cells + j);
+  const T* us = u.values;
+  const T* vs = v.values;
+  double total = cells_range<T>(
+      u.size,
+      [&](int64_t i) {
+        const Cell cell = u_cell_at(i, levels);
+        return std::make_pair(cell, us[i] - vs[cell.partner]);
+      },
+      p, u_cells);
+  total += cells_range<T>(
+      v.size,
+      [&](int64_t j) {
+        const Cell cell = v_cell_at(j, levels);
+        return std::make_pair(cell, us[cell.partner] - vs[j]);
+      },
+      p, v_cells);
   if (gu != nullptr) {
     for (int64_t i = 0; i < u.size; ++i) gu[u.perm[i]] = static_cast<T>(u_grad(i, levels, u_cells, v_cells));
     for (int64_t j = 0; j < v.size; ++j) gv[v.perm[j]] = static_cast<T>(v_grad(j, levels, u_cells, v_cells));
@@ -148,7 +206,6 @@ constexpr int64_t kGrain = 32768;
 
 template <typename T, typename ParallelFor>
 void dominance_forward(const DominanceArgs<T>& a, const ParallelFor& parallel_for) {
-  using K = key_t<T>;
   const int64_t rows = a.rows, n = a.n, m = a.m;
   std::vector<T> sorted(static_cast<size_t>(rows * (n + m)));
   std::vector<uint32_t> perm(static_cast<size_t>(rows * (n + m)));
@@ -160,9 +217,7 @@ void dominance_forward(const DominanceArgs<T>& a, const ParallelFor& parallel_fo
   // Phase 1: 2 * rows independent sorts (U and V of each row run on different threads).
   const int64_t width = std::max(n, m);
   parallel_for(0, 2 * rows, std::max<int64_t>(1, kSortGrain / width), [&](int64_t begin, int64_t end) {
-    std::vector<K> keys(static_cast<size_t>(2 * width));
-    std::vector<uint32_t> index(static_cast<size_t>(2 * width));
-    SortScratch<T> scratch{{keys.data(), keys.data() + width}, {index.data(), index.data() + width}};
+    SortBuffers<T> scratch(width);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t r = task >> 1;
       if ((task & 1) == 0) {

@@ -53,7 +53,7 @@ inline double log_add_exp(double a, double b) {
 
 template <typename T>
 void soft_sort_row(const T* x, int64_t n, const SoftSortArgs<T>& a, const LogSpan& log_span, T* values,
-                   int64_t* state, T* sorted, uint32_t* perm32, SortScratch<T> scratch, PavStack& s) {
+                   int64_t* state, T* sorted, uint32_t* perm32, SortBuffers<T>& scratch, PavStack& s) {
   stable_argsort(x, n, sorted, perm32, scratch);
   const double delta = a.delta;
   auto level = [&](int64_t b) {
@@ -97,15 +97,14 @@ void soft_sort_forward(const SoftSortArgs<T>& a, const ParallelFor& parallel_for
   const LogSpan log_span(a.delta);
   const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(n, 1));
   parallel_for(0, a.rows, grain, [&](int64_t begin, int64_t end) {
-    std::vector<key_t<T>> keys(2 * n);
-    std::vector<uint32_t> index(3 * n);
+    SortBuffers<T> scratch(n);
+    std::vector<uint32_t> perm32(n);
     std::vector<T> sorted(n);
     PavStack stack(n);
-    SortScratch<T> scratch{{keys.data(), keys.data() + n}, {index.data(), index.data() + n}};
     for (int64_t r = begin; r < end; ++r) {
       const int64_t o = r * n;
-      soft_sort_row<T>(a.x + o, n, a, log_span, a.values + o, a.state + o, sorted.data(), index.data() + 2 * n,
-                       scratch, stack);
+      soft_sort_row<T>(a.x + o, n, a, log_span, a.values + o, a.state + o, sorted.data(), perm32.data(), scratch,
+                       stack);
     }
   });
 }
