@@ -207,8 +207,8 @@ constexpr int64_t kGrain = 32768;
 template <typename T, typename ParallelFor>
 void dominance_forward(const DominanceArgs<T>& a, const ParallelFor& parallel_for) {
   const int64_t rows = a.rows, n = a.n, m = a.m;
-  std::vector<T> sorted(static_cast<size_t>(rows * (n + m)));
-  std::vector<uint32_t> perm(static_cast<size_t>(rows * (n + m)));
+  Uninitialized<T> sorted(rows * (n + m));
+  Uninitialized<uint32_t> perm(rows * (n + m));
   T* su = sorted.data();
   T* sv = su + rows * n;
   uint32_t* pu = perm.data();

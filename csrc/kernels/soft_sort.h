@@ -98,8 +98,8 @@ void soft_sort_forward(const SoftSortArgs<T>& a, const ParallelFor& parallel_for
   const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(n, 1));
   parallel_for(0, a.rows, grain, [&](int64_t begin, int64_t end) {
     SortBuffers<T> scratch(n);
-    std::vector<uint32_t> perm32(n);
-    std::vector<T> sorted(n);
+    Uninitialized<uint32_t> perm32(n);
+    Uninitialized<T> sorted(n);
     PavStack stack(n);
     for (int64_t r = begin; r < end; ++r) {
       const int64_t o = r * n;
