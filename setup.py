@@ -40,6 +40,7 @@ def _native_extensions() -> tuple[list, dict, dict]:
         "-O3",
         "-g0",
         "-fno-trapping-math",  # lets loops with selects vectorise (csrc/kernels/cost_block.cpp)
+        "-ffp-contract=off",  # no FMA in the AVX2/AVX-512 clones only: results independent of the CPU
         "-std=c++17",
         "-DPy_LIMITED_API=0x030a0000",
         "-DTORCH_TARGET_VERSION=0x020a000000000000",

@@ -19,7 +19,8 @@ namespace aot_loss::kernels {
 #if !defined(__CUDA_ARCH__)
 // exp(x), x <= 0 or NaN: Cody-Waite reduction x = n ln2 + r with |r| <= ln2 / 2, Cephes'
 // degree-6 polynomial for exp(r), then the scale 2^n as two factors, since n reaches -149
-// where one factor would not be a normal float. Below -103.3 the result rounds to zero.
+// where one factor would not be a normal float. Below -103 it returns 0, where the exact
+// value is under 1.3 times the smallest subnormal.
 inline float exp_nonpositive_host(float x) {
   constexpr float kLog2e = 1.44269504088896341f;
   constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
