@@ -4,6 +4,8 @@
 #   test      tests/test_cuda.py (CUDA torch path and native kernels)
 #   sanitize  compute-sanitizer memcheck, racecheck and synccheck over both CUDA paths
 #   bench     benchmarks/bench_fused.py on the GPU
+#   errors    the toolchain, and a kernel error raised on CPU operands: on one GPU machine it
+#             segfaulted (docs/native.md, known problem); if it still does, cuda-gdb's backtrace
 # Usage: OUT=folder benchmarks/gpu_run.sh build test sanitize bench
 # Logs and results go to $OUT (default /tmp/aot_loss_gpu); each step runs even if one before
 # it failed, so one call on a lent machine reports as much as it can.
@@ -60,6 +62,23 @@ print("sanitized", len(cases), "cases")
 
 step_bench() {
   timeout 560 "$python" benchmarks/bench_fused.py --device cuda --out "$out" 2>&1 | tee "$out/bench.log"
+}
+
+step_errors() {
+  g++ --version | head -1
+  "$python" -c 'import sys, torch; print(sys.version.split()[0], torch.__version__)'
+  ldd aot_loss/_C*.so | grep -E "libstdc|libgcc_s|libtorch\.|libc10\."
+  local call="import torch, aot_loss
+torch.ops.aot_loss.dominance(torch.ones(3), torch.ones(3, dtype=torch.float64), None, None, 'logistic', 0.1, 0.0, False)"
+  "$python" -c "$call" >"$out/errors.log" 2>&1
+  local code=$?
+  echo "a rejected operand on CPU: exit $code (1 with a RuntimeError is right)"
+  tail -2 "$out/errors.log"
+  if [ "$code" -ge 128 ]; then
+    echo "$call" >"$out/errors_call.py"
+    timeout 200 cuda-gdb -batch -ex run -ex bt --args "$python" "$out/errors_call.py" 2>&1 |
+      grep -v '^\[New Thread\|^\[Thread' | tail -40
+  fi
 }
 
 status=0
