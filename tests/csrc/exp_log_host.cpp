@@ -1,7 +1,9 @@
-// Accuracy of csrc/kernels/exp_log.h's float functions against double-precision libm, for
-// tests/test_exp_log_host.py. Walks the float bit patterns of each function's range with a
-// stride (every float when the stride is 1) and prints, per function, the largest error in
-// units in the last place of the correctly rounded result, then the special values.
+// Accuracy of csrc/kernels/exp_log.h's functions, for tests/test_exp_log_host.py: the float
+// versions against double-precision libm, walking the float bit patterns of each function's
+// range with a stride (every float when the stride is 1); the double versions against libm in
+// long double (x86's 64-bit mantissa), at 2e7 bit patterns spread evenly over the range.
+// Prints, per function, the largest error in units in the last place of the correctly
+// rounded result, then the special values.
 //   usage: exp_log_host STRIDE
 #include <cmath>
 #include <cstdint>
@@ -15,34 +17,36 @@ namespace k = aot_loss::kernels;
 
 namespace {
 
-float from_bits(uint32_t b) {
-  float f;
-  std::memcpy(&f, &b, sizeof f);
-  return f;
-}
-
 uint32_t bits_of(float f) {
   uint32_t b;
   std::memcpy(&b, &f, sizeof b);
   return b;
 }
 
-// |got - exact| in ulps of the float nearest to exact (the spacing at the smallest
-// subnormal for results that round to zero).
-double ulp_error(float got, double exact) {
-  const float nearest = static_cast<float>(exact);
-  const float up = std::nextafter(nearest, INFINITY);
-  const double ulp = static_cast<double>(up) - static_cast<double>(nearest);
-  return std::fabs(static_cast<double>(got) - exact) / ulp;
+uint64_t bits_of(double f) {
+  uint64_t b;
+  std::memcpy(&b, &f, sizeof b);
+  return b;
 }
 
-// Largest error over the floats with bit patterns in [first, last], every `stride`-th one.
-template <typename F, typename G>
-double worst(uint32_t first, uint32_t last, uint32_t stride, F approx, G exact, float* where) {
+// |got - exact| in ulps of the value of type T nearest to exact (the spacing at the smallest
+// subnormal for results that round to zero); Wide holds the exact value.
+template <typename T, typename Wide>
+double ulp_error(T got, Wide exact) {
+  const T nearest = static_cast<T>(exact);
+  const T up = std::nextafter(nearest, static_cast<T>(INFINITY));
+  const Wide ulp = static_cast<Wide>(up) - static_cast<Wide>(nearest);
+  return static_cast<double>(std::fabs(static_cast<Wide>(got) - exact) / ulp);
+}
+
+// Largest error over the values with bit patterns in [first, last], every `stride`-th one.
+template <typename T, typename Wide, typename Bits, typename F, typename G>
+double worst(Bits first, Bits last, Bits stride, F approx, G exact, T* where) {
   double worst = 0.0;
-  for (uint64_t b = first; b <= last; b += stride) {
-    const float x = from_bits(static_cast<uint32_t>(b));
-    const double e = ulp_error(approx(x), exact(static_cast<double>(x)));
+  for (Bits b = first; b <= last && b >= first; b += stride) {  // b >= first: no wrap-around
+    T x;
+    std::memcpy(&x, &b, sizeof x);
+    const double e = ulp_error<T, Wide>(approx(x), exact(static_cast<Wide>(x)));
     if (!(e <= worst)) {
       worst = e;
       *where = x;
@@ -54,22 +58,38 @@ double worst(uint32_t first, uint32_t last, uint32_t stride, F approx, G exact, 
 }  // namespace
 
 int main(int argc, char** argv) {
-  const uint32_t stride = argc > 1 ? static_cast<uint32_t>(std::atoi(argv[1])) : 1;
+  const uint64_t stride = argc > 1 ? static_cast<uint64_t>(std::atoll(argv[1])) : 1;
   float where = 0.0f;
   // exp on [-104, -0]: negative floats have bit patterns from 0x80000000 (-0) up.
-  const double exp_ulps = worst(
+  const double exp_ulps = worst<float, double, uint64_t>(
       bits_of(-0.0f), bits_of(-104.0f), stride, [](float x) { return k::exp_nonpositive_host(x); },
       [](double x) { return std::exp(x); }, &where);
   std::printf("exp %.6f %.9g\n", exp_ulps, where);
-  const double log1p_ulps = worst(
+  const double log1p_ulps = worst<float, double, uint64_t>(
       bits_of(0.0f), bits_of(1.0f), stride, [](float e) { return k::log1p_unit_host(e); },
       [](double e) { return std::log1p(e); }, &where);
   std::printf("log1p %.6f %.9g\n", log1p_ulps, where);
+  double where64 = 0.0;
+  const uint64_t exp_first = bits_of(-0.0), exp_last = bits_of(-746.0);
+  const double exp64_ulps = worst<double, long double, uint64_t>(
+      exp_first, exp_last, (exp_last - exp_first) / 20000000 + 1, [](double x) { return k::exp_nonpositive_host(x); },
+      [](long double x) { return std::exp(x); }, &where64);
+  std::printf("exp64 %.6f %.17g\n", exp64_ulps, where64);
+  const uint64_t log_last = bits_of(1.0);
+  const double log1p64_ulps = worst<double, long double, uint64_t>(
+      uint64_t(0), log_last, log_last / 20000000 + 1, [](double e) { return k::log1p_unit_host(e); },
+      [](long double e) { return std::log1p(e); }, &where64);
+  std::printf("log1p64 %.6f %.17g\n", log1p64_ulps, where64);
   // Special values: exp(0) = 1, exp(-inf) = 0, exp(-104) = 0 (below the smallest subnormal),
   // log1p(0) = 0, log1p(1) = log(2) rounded, NaN stays NaN.
   std::printf("exp(-0) %.9g\nexp(-inf) %.9g\nexp(-104) %.9g\nexp(nan) %.9g\n", k::exp_nonpositive_host(-0.0f),
               k::exp_nonpositive_host(-INFINITY), k::exp_nonpositive_host(-104.0f), k::exp_nonpositive_host(NAN));
   std::printf("log1p(0) %.9g\nlog1p(1) %.9g\nlog1p(nan) %.9g\n", k::log1p_unit_host(0.0f), k::log1p_unit_host(1.0f),
               k::log1p_unit_host(NAN));
+  std::printf("exp64(-0) %.17g\nexp64(-inf) %.17g\nexp64(-746) %.17g\nexp64(nan) %.17g\n", k::exp_nonpositive_host(-0.0),
+              k::exp_nonpositive_host(-static_cast<double>(INFINITY)), k::exp_nonpositive_host(-746.0),
+              k::exp_nonpositive_host(static_cast<double>(NAN)));
+  std::printf("log1p64(0) %.17g\nlog1p64(1) %.17g\nlog1p64(nan) %.17g\n", k::log1p_unit_host(0.0),
+              k::log1p_unit_host(1.0), k::log1p_unit_host(static_cast<double>(NAN)));
   return 0;
 }
