@@ -15,9 +15,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from host_programs import build
 
-ROOT = Path(__file__).resolve().parents[1]
-COMPILER = shutil.which("g++")
+GXX = shutil.which("g++")  # the -march names and target_clones are GCC's
 # The build's flags (setup.py) that decide floating-point behaviour, and the levels of the clones.
 FLAGS = ["-std=c++17", "-O3", "-fno-trapping-math", "-ffp-contract=off", "-DAOT_CPU_CLONES="]
 LEVELS = {
@@ -25,11 +25,9 @@ LEVELS = {
     "x86-64-v3": {"avx2", "fma", "bmi2"},
     "x86-64-v4": {"avx512f", "avx512bw", "avx512vl"},
 }
-SOURCES = [str(ROOT / "tests/csrc/cost_block_host.cpp"), str(ROOT / "csrc/kernels/cost_block.cpp")]
+SOURCES = ["tests/csrc/cost_block_host.cpp", "csrc/kernels/cost_block.cpp"]
 
-pytestmark = pytest.mark.skipif(
-    COMPILER is None or platform.machine() != "x86_64", reason="needs g++ on x86-64"
-)
+pytestmark = pytest.mark.skipif(GXX is None or platform.machine() != "x86_64", reason="needs g++ on x86-64")
 
 
 def _cpu_flags() -> set[str]:
@@ -43,9 +41,7 @@ def _cpu_flags() -> set[str]:
 
 def _bits(tmp_path: Path, name: str, flags: list[str]) -> str:
     """Output of cost_block_host.cpp built with `flags`."""
-    exe = tmp_path / name
-    command = [COMPILER, *flags, f"-I{ROOT / 'csrc'}", *SOURCES, "-o", str(exe)]
-    subprocess.run(command, check=True, capture_output=True)
+    exe = build(tmp_path / name, SOURCES, flags, compiler=GXX)
     return subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout
 
 

@@ -14,28 +14,22 @@ non-finite value. On a machine with a GPU, ``tests/test_cuda.py`` checks the com
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from host_programs import COMPILER, build
 from oracles import BUILTIN_COSTS, numpy_cost, quantile_integral
 
 import aot_loss
 
-ROOT = Path(__file__).resolve().parents[1]
-COMPILER = shutil.which("c++") or shutil.which("g++")
 pytestmark = pytest.mark.skipif(COMPILER is None, reason="needs a C++ compiler")
+FLAGS = ["-std=c++20", "-O1", "-pthread", "-fno-strict-aliasing", "-Wall", "-Wextra", "-Werror"]
 
 
 def _compile(exe, *flags):
-    subprocess.run(
-        [COMPILER, "-std=c++20", "-O1", "-pthread", "-fno-strict-aliasing", "-Wall", "-Wextra", "-Werror",
-         *flags, f"-I{ROOT / 'csrc'}", str(ROOT / "tests/csrc/cuda_paths_host.cpp"), "-o", str(exe)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    build(exe, ["tests/csrc/cuda_paths_host.cpp"], [*FLAGS, *flags])
 
 
 def _problem_text(path, u, v, wu, wv, loss, beta, ls, descending, grad):

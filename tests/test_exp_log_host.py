@@ -11,19 +11,15 @@ here), long-double libm for the double versions (2e7 values spread over each ran
 from __future__ import annotations
 
 import math
-import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from host_programs import COMPILER, build
 
 import aot_loss
 from aot_loss import _native
-
-ROOT = Path(__file__).resolve().parents[1]
-COMPILER = shutil.which("c++") or shutil.which("g++")
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +27,7 @@ def report(tmp_path_factory):
     if COMPILER is None:
         pytest.skip("needs a C++ compiler")
     exe = tmp_path_factory.mktemp("exp_log") / "exp_log_host"
-    subprocess.run(
-        [COMPILER, "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{ROOT / 'csrc'}",
-         str(ROOT / "tests/csrc/exp_log_host.cpp"), "-o", str(exe)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    build(exe, ["tests/csrc/exp_log_host.cpp"], ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror"])
     out = subprocess.run([str(exe), "97"], check=True, capture_output=True, text=True, timeout=120).stdout
     return {name: float(value) for name, value, *_ in (line.split() for line in out.splitlines())}
 

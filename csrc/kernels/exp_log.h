@@ -116,36 +116,17 @@ inline double log1p_unit_host(double e) {
 }
 #endif
 
-AOT_HD inline float exp_nonpositive(float x) {
+// What the cost functors call: the polynomials above on the host, CUDA's functions on the GPU.
 #if defined(__CUDA_ARCH__)
-  return ::expf(x);
+AOT_HD inline float exp_nonpositive(float x) { return ::expf(x); }
+AOT_HD inline double exp_nonpositive(double x) { return ::exp(x); }
+AOT_HD inline float log1p_unit(float e) { return ::log1pf(e); }
+AOT_HD inline double log1p_unit(double e) { return ::log1p(e); }
 #else
-  return exp_nonpositive_host(x);
+AOT_HD inline float exp_nonpositive(float x) { return exp_nonpositive_host(x); }
+AOT_HD inline double exp_nonpositive(double x) { return exp_nonpositive_host(x); }
+AOT_HD inline float log1p_unit(float e) { return log1p_unit_host(e); }
+AOT_HD inline double log1p_unit(double e) { return log1p_unit_host(e); }
 #endif
-}
-
-AOT_HD inline float log1p_unit(float e) {
-#if defined(__CUDA_ARCH__)
-  return ::log1pf(e);
-#else
-  return log1p_unit_host(e);
-#endif
-}
-
-AOT_HD inline double exp_nonpositive(double x) {
-#if defined(__CUDA_ARCH__)
-  return ::exp(x);
-#else
-  return exp_nonpositive_host(x);
-#endif
-}
-
-AOT_HD inline double log1p_unit(double e) {
-#if defined(__CUDA_ARCH__)
-  return ::log1p(e);
-#else
-  return log1p_unit_host(e);
-#endif
-}
 
 }  // namespace aot_loss::kernels
