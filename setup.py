@@ -4,8 +4,8 @@ compiler; the C++ kernels are built only on request:
     AOT_LOSS_BUILD_EXT=1 pip install --no-build-isolation -e .
 
 They use the LibTorch stable ABI and the CPython limited API, so one build serves
-torch >= 2.10 on Python >= 3.10. Build facts go to ``aot_loss/_C_build.json`` so that
-``python -m aot_loss.info`` can report them.
+torch >= 2.10 on Python >= 3.10. Build facts go to ``_C_build.json`` next to the library, so
+that ``python -m aot_loss.info`` can report them.
 
 ``AOT_LOSS_BUILD_CUDA=1`` (with ``AOT_LOSS_BUILD_EXT=1``, against a CUDA build of torch) adds
 the CUDA kernels of ``csrc/kernels/*.cu`` and their binding ``csrc/cuda/*.cpp``, for sm_80 and
@@ -75,8 +75,17 @@ def _native_extensions() -> tuple[list, dict, dict]:
         "python": platform.python_version(),
         "compiler_flags": flags,
     }
-    (ROOT / "aot_loss" / "_C_build.json").write_text(json.dumps(info, indent=2) + "\n")
-    return [ext], {"build_ext": BuildExtension}, {"bdist_wheel": {"py_limited_api": "cp310"}}
+
+    class BuildWithRecord(BuildExtension):
+        """Writes the build facts next to the library, wherever this build puts it: the
+        source tree for an editable install, the wheel's tree otherwise."""
+
+        def run(self) -> None:
+            super().run()
+            library = Path(self.get_ext_fullpath(ext.name))
+            (library.parent / "_C_build.json").write_text(json.dumps(info, indent=2) + "\n")
+
+    return [ext], {"build_ext": BuildWithRecord}, {"bdist_wheel": {"py_limited_api": "cp310"}}
 
 
 if os.environ.get("AOT_LOSS_BUILD_EXT") == "1":

@@ -29,7 +29,7 @@ class NativeStatus:
     reason: str  # why it is not loaded ("" when loaded)
     path: str | None = None
     devices: tuple[str, ...] = ()  # device types with native kernels
-    build: dict[str, object] = field(default_factory=dict)  # facts written by setup.py
+    build: dict[str, object] = field(default_factory=dict)  # facts setup.py wrote next to the library
 
 
 def _load() -> NativeStatus:
@@ -48,7 +48,10 @@ def _load() -> NativeStatus:
         reason = f"{path} failed to load ({exc}); built for torch {built_for}, running {torch.__version__}"
         _log.warning("aot_loss: %s. Rebuild with: %s", reason, BUILD_COMMAND)
         return NativeStatus(False, reason, path, build=build)
-    devices = ("cpu", "cuda") if build.get("cuda") else ("cpu",)
+    # The dispatcher, not the build record, says which devices got kernels: the record can be
+    # missing (an older build) or stale (a library copied from another build).
+    has_kernel = torch._C._dispatch_has_kernel_for_dispatch_key
+    devices = tuple(d for d in ("cpu", "cuda") if has_kernel("aot_loss::dominance", d.upper()))
     return NativeStatus(True, "", path, devices, build)
 
 
