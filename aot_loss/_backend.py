@@ -6,6 +6,9 @@ so under ``torch.compile`` it is a static branch (guarded, no graph break).
 - ``"torch"``: autograd through torch's sort and gathers (every feature, double backward).
 - ``"native"``: the fused ``aot_loss::dominance`` op; raises when it cannot serve the call.
 - ``"auto"``: native when it can serve the call, torch otherwise.
+
+Calls under torch.func transforms go to torch: ``torch.func.grad`` runs the backward with
+``create_graph=True``, which the native op's one-multiply backward refuses.
 """
 
 from __future__ import annotations
@@ -46,6 +49,11 @@ def _unserved(
     if u.device.type not in status.devices:
         return RuntimeError(
             f"backend='native' has no kernel for device {u.device.type!r}; built for {status.devices}"
+        )
+    if torch._C._are_functorch_transforms_active():
+        return RuntimeError(
+            "backend='native' does not run under torch.func transforms (grad, vmap, jacrev, ...); "
+            "use backend='torch'"
         )
     if options.name is None:
         return ValueError(

@@ -99,6 +99,13 @@ def soft_sort_last(x: Tensor, strength: float, regularization: str, backend: Sof
     native = _use_native(x, backend)
     if torch.compiler.is_compiling():  # the op, opaque to the compiler, with its registered autograd
         return _forward_op(x, strength, regularization)[0]
+    if torch._C._are_functorch_transforms_active():
+        # torch.func.grad differentiates the backward (create_graph=True), which is not
+        # differentiable here, and the pooling's data-dependent shapes do not batch.
+        raise RuntimeError(
+            "aot_loss.soft_sort (and sort='soft') does not run under torch.func transforms "
+            "(grad, vmap, jacrev, ...); use torch.autograd, or sort='hard'"
+        )
     if torch.is_grad_enabled() and x.requires_grad:
         function = _NativeSoftSort if native else _TorchSoftSort
         return function.apply(x, strength, regularization)

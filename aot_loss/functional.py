@@ -131,9 +131,9 @@ def unpaired(
         applies the cost and computes the gradients in one pass, on CPU in float32 and
         float64 (half precision is upcast first). It serves the built-in costs and every
         size, weight and row shape, except: a callable `loss`, `reduction="none"` on 1-D
-        inputs, weights that require gradients, and double backward. `"auto"` sends the
-        first three to the torch path; double backward through the op raises, so use
-        `backend="torch"` for it.
+        inputs, weights that require gradients, calls under `torch.func` transforms (`grad`,
+        `vmap`, ...) and double backward. `"auto"` sends the first four to the torch path;
+        double backward through the op raises, so use `backend="torch"` for it.
 
     Distributed:
         With `group`, every rank gathers the samples (and weights) of every rank of the group,

@@ -54,7 +54,9 @@ def soft_sort(
             `"torch"`, `"native"` (raises if it cannot serve `x`) or `"torchsort"` (needs the
             torchsort package; see the install recipe in the soft-sort docs). Under
             `torch.compile` the op runs the kernel registered for the device (native on CPU
-            when built), whatever `"auto"`/`"torch"`/`"native"` says.
+            when built), whatever `"auto"`/`"torch"`/`"native"` says. Calls under
+            `torch.func` transforms (`grad`, `vmap`, ...) raise `RuntimeError`: the backward
+            is not differentiable, and the pooling does not batch.
 
     Returns:
         The soft-sorted values, ascending along `dim`, with the shape and dtype of `x`.

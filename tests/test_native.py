@@ -275,6 +275,38 @@ def test_native_refuses_what_it_does_not_serve(kwargs, match):
 
 
 @needs_native
+def test_torch_func_transforms_run_on_the_torch_path():
+    """torch.func.grad differentiates the backward (create_graph=True), which the op refuses,
+    so 'auto' sends transformed calls to torch; they agree with the op's eager results."""
+    u, v = torch.randn(7, dtype=f64), torch.randn(5, dtype=f64)
+    leaf = u.clone().requires_grad_()
+    aot_loss.unpaired(leaf, v, beta=0.5).backward()  # eager: the native op
+    torch.testing.assert_close(torch.func.grad(lambda x: aot_loss.unpaired(x, v, beta=0.5))(u), leaf.grad)
+    rows = torch.randn(3, 7, dtype=f64)
+    per_row = torch.func.vmap(lambda x: aot_loss.unpaired(x, v, beta=0.5))(rows)
+    torch.testing.assert_close(per_row, aot_loss.unpaired(rows, v.expand(3, 5), beta=0.5, reduction="none"))
+    pc, pr, rc, rr = torch.randn(4, 6, dtype=f64)
+    jacobian = torch.func.jacrev(lambda x, y: aot_loss.paired(x, y, rc, rr, loss="least_squares"), (0, 1))(
+        pc, pr
+    )
+    leaves = pc.clone().requires_grad_(), pr.clone().requires_grad_()
+    aot_loss.paired(*leaves, rc, rr, loss="least_squares").backward()
+    torch.testing.assert_close(jacobian, (leaves[0].grad, leaves[1].grad))
+
+
+@needs_native
+def test_native_refuses_torch_func_transforms():
+    v = torch.randn(5)
+
+    def loss(x: torch.Tensor) -> torch.Tensor:
+        return aot_loss.unpaired(x, v, backend="native")
+
+    for transform, x in ((torch.func.grad, torch.randn(5)), (torch.func.vmap, torch.randn(3, 5))):
+        with pytest.raises(RuntimeError, match=r"backend='native' does not run under torch.func transforms"):
+            transform(loss)(x)
+
+
+@needs_native
 def test_double_backward_through_native_raises():
     u = torch.randn(6, requires_grad=True)
     loss = aot_loss.unpaired(u, torch.randn(6), backend="native")

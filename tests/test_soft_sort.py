@@ -317,6 +317,18 @@ def test_double_backward_is_refused():
         torch.autograd.grad(y.pow(2).sum(), x, create_graph=True)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_torch_func_transforms_are_refused_clearly(backend):
+    x = torch.randn(3, 6, dtype=torch.float64)
+    match = r"does not run under torch.func transforms \(grad, vmap, jacrev, ...\); use torch.autograd"
+    with pytest.raises(RuntimeError, match=match):
+        torch.func.grad(lambda row: aot_loss.soft_sort(row, backend=backend).pow(2).sum())(x[0])
+    with pytest.raises(RuntimeError, match=match):
+        torch.func.vmap(lambda row: aot_loss.soft_sort(row, backend=backend))(x)
+    with pytest.raises(RuntimeError, match=match):
+        torch.func.grad(lambda u: aot_loss.unpaired(u, x[1], sort="soft", soft_backend=backend))(x[0])
+
+
 def test_opcheck():
     for regularization in REGULARIZATIONS:
         x = _inputs("heavy", n=12, rows=2).requires_grad_()
