@@ -46,8 +46,8 @@ def test_default_wheel_is_pure_python(tmp_path):
 @pytest.mark.skipif(not _native.STATUS.loaded, reason="runs where the native build is part of the run")
 def test_native_wheel_from_the_sdist_carries_its_build_record(tmp_path):
     """`AOT_LOSS_BUILD_EXT=1 pip install aot-loss` builds from the sdist, outside this tree: the
-    install must report what an editable one does, so the build record travels in the wheel
-    next to the library, and the devices come from the kernels the library registered."""
+    build record must travel in the wheel next to the library, and the status must name the
+    devices the library registered kernels for."""
     build_sdist = f"from setuptools import build_meta; print(build_meta.build_sdist({str(tmp_path)!r}))"
     sdist = subprocess.run(
         [sys.executable, "-c", build_sdist], cwd=ROOT, check=True, capture_output=True, text=True
@@ -57,7 +57,8 @@ def test_native_wheel_from_the_sdist_carries_its_build_record(tmp_path):
         [*pip_wheel, "-w", str(tmp_path), str(tmp_path / sdist)],
         check=True,
         capture_output=True,
-        env={**os.environ, "AOT_LOSS_BUILD_EXT": "1"},
+        # CPU kernels only, whatever this tree's build has: a CUDA build would take minutes
+        env={**os.environ, "AOT_LOSS_BUILD_EXT": "1", "AOT_LOSS_BUILD_CUDA": "0"},
     )
     (wheel,) = tmp_path.glob("aot_loss-*.whl")
     assert "-cp310-abi3-" in wheel.name  # one build for every Python >= 3.10
@@ -79,5 +80,5 @@ def test_native_wheel_from_the_sdist_carries_its_build_record(tmp_path):
     where, loaded, devices, built_for = json.loads(out.stdout)
     assert Path(where).is_relative_to(installed)
     assert loaded
-    assert devices == list(_native.STATUS.devices)
+    assert devices == ["cpu"]
     assert built_for == torch.__version__
