@@ -13,12 +13,26 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
+#include <type_traits>
 
 #include "device.h"
 
 namespace aot_loss::kernels {
 
 #if !defined(__CUDA_ARCH__)
+// p * 2^n for n from 0 down to the exponent of the smallest subnormal, as the two factors
+// 2^(n/2) and 2^(n - n/2): each is a normal number, where 2^n alone may not be.
+template <typename T>
+inline T times_pow2(T p, int32_t n) {
+  using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  constexpr int kBias = std::numeric_limits<T>::max_exponent - 1;  // 127, 1023
+  constexpr int kShift = std::numeric_limits<T>::digits - 1;       // 23, 52 mantissa bits
+  const int32_t n1 = n / 2, n2 = n - n1;
+  return p * from_bits<T>(static_cast<Bits>(n1 + kBias) << kShift) *
+         from_bits<T>(static_cast<Bits>(n2 + kBias) << kShift);
+}
+
 // exp(x), x <= 0 or NaN: Cody-Waite reduction x = n ln2 + r with |r| <= ln2 / 2, Cephes'
 // degree-6 polynomial for exp(r), then the scale 2^n as two factors, since n reaches -149
 // where one factor would not be a normal float. Below -103 it returns 0, where the exact
@@ -37,10 +51,7 @@ inline float exp_nonpositive_host(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const int32_t ni = static_cast<int32_t>(n);  // in [-149, 0]
-  const int32_t n1 = ni / 2, n2 = ni - n1;
-  const float y = p * from_bits<float>(static_cast<uint32_t>(n1 + 127) << 23) *
-                  from_bits<float>(static_cast<uint32_t>(n2 + 127) << 23);
+  const float y = times_pow2(p, static_cast<int32_t>(n));  // n in [-149, 0]
   return x != x ? x : (x < -103.0f ? 0.0f : y);
 }
 
@@ -88,10 +99,7 @@ inline double exp_nonpositive_host(double x) {
   p = p * r + 1.0 / 6.0;
   p = p * r + 0.5;
   p = p * r * r + r + 1.0;
-  const int32_t ni = static_cast<int32_t>(n);  // in [-1076, 0]
-  const int32_t n1 = ni / 2, n2 = ni - n1;
-  const double y = p * from_bits<double>(static_cast<uint64_t>(n1 + 1023) << 52) *
-                   from_bits<double>(static_cast<uint64_t>(n2 + 1023) << 52);
+  const double y = times_pow2(p, static_cast<int32_t>(n));  // n in [-1076, 0]
   return x != x ? x : (x < -746.0 ? 0.0 : y);
 }
 
