@@ -80,6 +80,28 @@ def test_native_equals_torch(loss, case, dtype):
 
 
 @needs_native
+@pytest.mark.parametrize(
+    "case",
+    [
+        ((1024, 16), (1024, 16), False),  # many short rows: several chunks of rows
+        ((300, 21), (300, 11), True),  # merged grids, row by row
+        ((70_000,), (70_000,), False),  # one long row coupled in chunks of pairs
+    ],
+)
+def test_native_results_do_not_depend_on_the_thread_count(case, threads):
+    """Rows are split among threads and one long row is summed in chunks of a fixed size: the
+    loss and gradients are bit-identical whatever the number of threads."""
+    u, v, wu, wv = _problem(*case, f32)
+    results = []
+    for count in (1, 2, 3):
+        threads(count)
+        results.append(_loss_and_grads("native", u, v, wu, wv, beta=0.5))
+    for other in results[1:]:
+        for a, b in zip(results[0], other, strict=True):
+            assert torch.equal(a, b)
+
+
+@needs_native
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_native_half_inputs_are_upcast(dtype):
     u, v = torch.randn(40).to(dtype), torch.randn(40).to(dtype)

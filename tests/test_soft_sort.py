@@ -249,6 +249,22 @@ def test_native_equals_reference(kind, regularization, dtype):
         assert torch.equal(native[1] != 0, reference[1] != 0)
 
 
+@needs_native
+@pytest.mark.parametrize("regularization", REGULARIZATIONS)
+def test_native_results_do_not_depend_on_the_thread_count(regularization, threads):
+    """Rows (4096, 8) are split among threads: values and gradients are bit-identical."""
+    x = _inputs("heavy", n=8, rows=4096, seed=5).float()
+    upstream = torch.randn_like(x)
+    kw = {"backend": "native", "strength": 0.3, "regularization": regularization}
+    results = []
+    for count in (1, 2, 3):
+        threads(count)
+        results.append(_values_and_grad(x, upstream, **kw))
+    for other in results[1:]:
+        for a, b in zip(results[0], other, strict=True):
+            assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_is_computed_in_float32(dtype):
     x = _inputs("random").to(dtype)

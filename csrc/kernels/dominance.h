@@ -199,9 +199,12 @@ double coupled_row(SortedRow<T> u, SortedRow<T> v, const T* wu, const T* wv, con
   return merged_row(u, v, Counted<CumulativeLevels>({lu, lv, n, m}, below, upto), p, gu, gv, scratch.cells);
 }
 
-// Elements of work below which a parallel chunk is not worth a thread hand-off: sorting
-// 4096 elements takes ~30 us, far above the hand-off; a coupling pass is cheaper per element.
+// Elements of work per parallel chunk: sorting or coupling 4096 elements takes 10-30 us, well
+// above a thread hand-off, and a larger grain leaves many short rows on one thread (32768
+// elements put all of rows (1024, 16) in one chunk). One long row is cut into chunks of kGrain pairs, a fixed
+// size, so that its partial sums (and the result) do not depend on the thread count.
 constexpr int64_t kSortGrain = 4096;
+constexpr int64_t kRowGrain = 4096;
 constexpr int64_t kGrain = 32768;
 
 template <typename T, typename ParallelFor>
@@ -251,7 +254,7 @@ void dominance_forward(const DominanceArgs<T>& a, const ParallelFor& parallel_fo
     return;
   }
   // Phase 2: rows in parallel.
-  parallel_for(0, rows, std::max<int64_t>(1, kGrain / (n + m)), [&](int64_t begin, int64_t end) {
+  parallel_for(0, rows, std::max<int64_t>(1, kRowGrain / (n + m)), [&](int64_t begin, int64_t end) {
     RowScratch scratch;
     for (int64_t r = begin; r < end; ++r) {
       const std::pair<SortedRow<T>, SortedRow<T>> uv = row_of(r);
