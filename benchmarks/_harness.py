@@ -70,10 +70,13 @@ def metadata() -> dict[str, object]:
 def time_calls(
     steps: dict[str, Callable[[], object]], min_run_time: float, rounds: int = 5
 ) -> dict[str, dict[str, float]]:
-    """Median and interquartile range (seconds) of each step, via torch.utils.benchmark."""
+    """Median and interquartile range (seconds) of each step, via torch.utils.benchmark, on
+    the process's intra-op threads (the count the results record)."""
 
     def measure(step: Callable[[], object]) -> list[float]:
-        timer = Timer("step()", globals={"step": step})
+        # Timer runs on one thread unless told otherwise: without num_threads every figure was
+        # single-threaded while the results said torch.get_num_threads().
+        timer = Timer("step()", globals={"step": step}, num_threads=torch.get_num_threads())
         return timer.blocked_autorange(min_run_time=min_run_time / rounds).times
 
     return _interleaved(steps, rounds, measure)
