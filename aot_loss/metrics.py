@@ -270,7 +270,7 @@ def _quantiles(x: Tensor, weights: Tensor | None, t: Tensor) -> Tensor:
             levels = torch.arange(1, n + 1, dtype=torch.float64, device=x.device) / n
         else:
             ordered, perm = stable_sort(x.detach())
-            levels = _cumulative_mass(weights.to(torch.float64), perm, ordered)
+            levels = _cumulative_mass(weights, perm, ordered, torch.float64)
         levels = levels.expand_as(ordered).contiguous()
         targets = t.expand(*ordered.shape[:-1], -1).contiguous()
         first = torch.searchsorted(levels, targets)
