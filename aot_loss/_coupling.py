@@ -144,7 +144,9 @@ def _level_dtype(x: Tensor) -> torch.dtype:
     return torch.float32 if x.device.type == "mps" else torch.float64
 
 
-def _cumulative_mass(weights: Tensor | None, perm: Tensor, sorted_values: Tensor, dtype: torch.dtype) -> Tensor:
+def _cumulative_mass(
+    weights: Tensor | None, perm: Tensor, sorted_values: Tensor, dtype: torch.dtype
+) -> Tensor:
     """Cumulative masses of the sorted sample in ``dtype``, normalised so the last is exactly 1."""
     n = sorted_values.shape[-1]
     if weights is None:
