@@ -27,6 +27,8 @@ SHAPES = {
     "pairs_radix": ((65,), (65,), False),
     "pairs_radix_11_bit": ((4096,), (4096,), False),
     "pairs_parallel_chunks": ((70_000,), (70_000,), False),
+    "merged_parallel_chunks": ((70_000,), (40_000,), False),
+    "weighted_parallel_chunks": ((70_000,), (66_000,), True),
     "unequal": ((49,), (23,), False),
     "weighted": ((64,), (50,), True),
     "rows": ((5, 33), (5, 33), False),
@@ -85,6 +87,8 @@ def test_native_equals_torch(loss, case, dtype):
         ((1024, 16), (1024, 16), False),  # many short rows: several chunks of rows
         ((300, 21), (300, 11), True),  # merged grids, row by row
         ((70_000,), (70_000,), False),  # one long row coupled in chunks of pairs
+        ((70_000,), (40_000,), False),  # ... in chunks of cells
+        ((70_000,), (66_000,), True),  # ... and of weighted levels and their counts
     ],
 )
 def test_native_results_do_not_depend_on_the_thread_count(case, threads):
@@ -98,6 +102,21 @@ def test_native_results_do_not_depend_on_the_thread_count(case, threads):
     for other in results[1:]:
         for a, b in zip(results[0], other, strict=True):
             assert torch.equal(a, b)
+
+
+@needs_native
+@pytest.mark.parametrize(
+    "n, m, weighted", [(70_000, 70_000, False), (70_000, 40_000, False), (70_000, 66_000, True)]
+)
+def test_native_long_row_alone_equals_the_same_row_in_a_batch(n, m, weighted):
+    """One row alone is coupled in parallel chunks, a row of a batch on one thread: the same
+    chunks, summed in the same order, give the same bits."""
+    u, v, wu, wv = _problem((2, n), (2, m), weighted, f32)
+    batch = _dominance_op.dominance(u.detach(), v.detach(), wu, wv, "logistic", 0.3, 0.1, True)
+    first = (wu[0] if weighted else None, wv[0] if weighted else None)
+    alone = _dominance_op.dominance(u.detach()[0], v.detach()[0], *first, "logistic", 0.3, 0.1, True)
+    for a, b in zip(alone, batch, strict=True):
+        assert torch.equal(a, b[0])
 
 
 @needs_native

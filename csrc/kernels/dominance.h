@@ -78,15 +78,15 @@ double pairs_range(SortedRow<T> u, SortedRow<T> v, int64_t begin, int64_t end, c
   return total;
 }
 
-// Sum of mass * h over the cells [0, count) of one side, in blocks; each cell's gradient
+// Sum of mass * h over the cells [begin, end) of one side, in blocks; each cell's gradient
 // (mass * h') to grads. `cell_of(k)` returns cell k and its difference u - v.
 template <typename T, typename CellOf>
-double cells_range(int64_t count, const CellOf& cell_of, const CostParams& p, double* grads) {
+double cells_range(int64_t begin, int64_t end, const CellOf& cell_of, const CostParams& p, double* grads) {
   T d[kCostBlock], h[kCostBlock], slope[kCostBlock];
   double mass[kCostBlock], weighted[kCostBlock];
   double total = 0.0;
-  for (int64_t b = 0; b < count; b += kCostBlock) {
-    const int64_t len = std::min(kCostBlock, count - b);
+  for (int64_t b = begin; b < end; b += kCostBlock) {
+    const int64_t len = std::min(kCostBlock, end - b);
     for (int64_t k = 0; k < len; ++k) {
       const std::pair<Cell, T> cell = cell_of(b + k);
       mass[k] = cell.first.mass;
@@ -102,110 +102,179 @@ double cells_range(int64_t count, const CellOf& cell_of, const CostParams& p, do
   return total;
 }
 
+// Work is split into chunks of kChunk elements (pairs, cells or samples of one side). A row's
+// cost is the sum of its chunks' partial sums in chunk order, so it is the same whether the
+// chunks run on one thread or many, and whether the row is alone or one of a batch; chunks of
+// 32768 elements take 50-200 us, far above a thread hand-off.
+constexpr int64_t kChunk = 32768;
+
+// Runs f(begin, end) on the caller's thread: the rows of a batch are already spread over the
+// threads, so their chunks are not.
+struct Serial {
+  template <typename F>
+  void operator()(int64_t begin, int64_t end, int64_t /*grain*/, const F& f) const {
+    if (begin < end) f(begin, end);
+  }
+};
+
+// f(begin, end) over the chunks of [0, count), by `parallel_for` when there are several.
+template <typename ParallelFor, typename F>
+void for_chunks(int64_t count, const ParallelFor& parallel_for, const F& f) {
+  const int64_t chunks = (count + kChunk - 1) / kChunk;
+  auto run = [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) f(c * kChunk, std::min(count, (c + 1) * kChunk));
+  };
+  if (chunks <= 1) {
+    run(0, chunks);
+  } else {
+    parallel_for(0, chunks, 1, run);
+  }
+}
+
+// Sum of f(begin, end) over the chunks of [0, count), added in chunk order.
+template <typename ParallelFor, typename F>
+double sum_chunks(int64_t count, const ParallelFor& parallel_for, std::vector<double>& partial, const F& f) {
+  if (count <= kChunk) return f(0, count);
+  partial.resize(static_cast<size_t>((count + kChunk - 1) / kChunk));
+  for_chunks(count, parallel_for, [&](int64_t begin, int64_t end) { partial[begin / kChunk] = f(begin, end); });
+  double total = 0.0;
+  for (double s : partial) total += s;
+  return total;
+}
+
+// Scratch of one row: levels of weighted rows, counts, cell gradients, partial sums.
+struct RowScratch {
+  std::vector<double> levels, cells, partial;
+  std::vector<uint32_t> counts;
+};
+
 // Every cell of the merged grid (cells.h), then every sample's gradient from the cells that
-// couple it. `cells` is scratch for the n + m cell gradients.
-template <typename T, typename Levels>
+// couple it.
+template <typename T, typename Levels, typename ParallelFor>
 double merged_row(SortedRow<T> u, SortedRow<T> v, const Levels& levels, const CostParams& p, T* gu, T* gv,
-                  std::vector<double>& cells) {
-  cells.resize(static_cast<size_t>(u.size + v.size));
-  double* u_cells = cells.data();
+                  RowScratch& scratch, const ParallelFor& parallel_for) {
+  scratch.cells.resize(static_cast<size_t>(u.size + v.size));
+  double* u_cells = scratch.cells.data();
   double* v_cells = u_cells + u.size;
   const T* us = u.values;
   const T* vs = v.values;
-  double total = cells_range<T>(
-      u.size,
-      [&](int64_t i) {
-        const Cell cell = u_cell_at(i, levels);
-        return std::make_pair(cell, us[i] - vs[cell.partner]);
-      },
-      p, u_cells);
-  total += cells_range<T>(
-      v.size,
-      [&](int64_t j) {
-        const Cell cell = v_cell_at(j, levels);
-        return std::make_pair(cell, us[cell.partner] - vs[j]);
-      },
-      p, v_cells);
+  double total = sum_chunks(u.size, parallel_for, scratch.partial, [&](int64_t begin, int64_t end) {
+    return cells_range<T>(
+        begin, end,
+        [&](int64_t i) {
+          const Cell cell = u_cell_at(i, levels);
+          return std::make_pair(cell, us[i] - vs[cell.partner]);
+        },
+        p, u_cells);
+  });
+  total += sum_chunks(v.size, parallel_for, scratch.partial, [&](int64_t begin, int64_t end) {
+    return cells_range<T>(
+        begin, end,
+        [&](int64_t j) {
+          const Cell cell = v_cell_at(j, levels);
+          return std::make_pair(cell, us[cell.partner] - vs[j]);
+        },
+        p, v_cells);
+  });
   if (gu != nullptr) {
-    for (int64_t i = 0; i < u.size; ++i) gu[u.perm[i]] = static_cast<T>(u_grad(i, levels, u_cells, v_cells));
-    for (int64_t j = 0; j < v.size; ++j) gv[v.perm[j]] = static_cast<T>(v_grad(j, levels, u_cells, v_cells));
+    for_chunks(u.size, parallel_for, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) gu[u.perm[i]] = static_cast<T>(u_grad(i, levels, u_cells, v_cells));
+    });
+    for_chunks(v.size, parallel_for, [&](int64_t begin, int64_t end) {
+      for (int64_t j = begin; j < end; ++j) gv[v.perm[j]] = static_cast<T>(v_grad(j, levels, u_cells, v_cells));
+    });
   }
   return total;
 }
 
-// Normalised cumulative masses of a sorted row (summed in double, last level exactly 1),
-// or i / n for a row without weights.
-template <typename T>
-void cumulative_levels(const T* weights, SortedRow<T> row, double* levels) {
+// Normalised cumulative masses of a sorted row (summed in double in sorted order, last level
+// exactly 1), or i / n for a row without weights. Only the running sum is serial: the gather of
+// the weights through the permutation, which misses the cache on long rows, is not.
+template <typename T, typename ParallelFor>
+void cumulative_levels(const T* weights, SortedRow<T> row, double* levels, const ParallelFor& parallel_for) {
   const int64_t n = row.size;
   if (weights == nullptr) {
-    for (int64_t i = 0; i < n; ++i) levels[i] = static_cast<double>(i + 1) / static_cast<double>(n);
+    for_chunks(n, parallel_for, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) levels[i] = static_cast<double>(i + 1) / static_cast<double>(n);
+    });
     return;
   }
+  for_chunks(n, parallel_for, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) levels[i] = static_cast<double>(weights[row.perm[i]]);
+  });
   double running = 0.0;
   for (int64_t i = 0; i < n; ++i) {
-    running += static_cast<double>(weights[row.perm[i]]);
+    running += levels[i];
     levels[i] = running;
   }
   const double total = running;
-  for (int64_t i = 0; i < n; ++i) levels[i] /= total;
+  for_chunks(n, parallel_for, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) levels[i] /= total;
+  });
   levels[n - 1] = 1.0;
 }
 
-// The counts of cumulative levels by one merge of the two ascending level arrays: serial code
-// walks them in order, where a GPU thread searches (count_levels) for its own element.
-inline void merge_counts(const double* lu, int64_t n, const double* lv, int64_t m, uint32_t* below,
-                         uint32_t* upto) {
-  int64_t j = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    while (j < m && lv[j] < lu[i]) ++j;
-    below[i] = static_cast<uint32_t>(j);
-  }
-  int64_t i = 0;
-  for (j = 0; j < m; ++j) {
-    while (i < n && lu[i] <= lv[j]) ++i;
-    upto[j] = static_cast<uint32_t>(i);
-  }
+// The counts of cumulative levels: below[i] = V levels strictly below U level i, upto[j] = U
+// levels at or below V level j. Each chunk finds where it starts by a binary search
+// (count_levels, as a GPU thread does for its own element), then walks both ascending arrays.
+template <typename ParallelFor>
+void merge_counts(const double* lu, int64_t n, const double* lv, int64_t m, uint32_t* below, uint32_t* upto,
+                  const ParallelFor& parallel_for) {
+  for_chunks(n, parallel_for, [&](int64_t begin, int64_t end) {
+    int64_t j = count_levels<false>(lv, m, lu[begin]);
+    for (int64_t i = begin; i < end; ++i) {
+      while (j < m && lv[j] < lu[i]) ++j;
+      below[i] = static_cast<uint32_t>(j);
+    }
+  });
+  for_chunks(m, parallel_for, [&](int64_t begin, int64_t end) {
+    int64_t i = count_levels<true>(lu, n, lv[begin]);
+    for (int64_t j = begin; j < end; ++j) {
+      while (i < n && lu[i] <= lv[j]) ++i;
+      upto[j] = static_cast<uint32_t>(i);
+    }
+  });
 }
 
-// Scratch of one row: levels of weighted rows, counts, cell gradients.
-struct RowScratch {
-  std::vector<double> levels, cells;
-  std::vector<uint32_t> counts;
-};
-
-template <typename T>
+// The OT cost of one sorted row and, when gu is given, its gradients; chunks of a long row
+// run by `parallel_for` (Serial for a row of a batch).
+template <typename T, typename ParallelFor>
 double coupled_row(SortedRow<T> u, SortedRow<T> v, const T* wu, const T* wv, const CostParams& p, T* gu,
-                   T* gv, RowScratch& scratch) {
+                   T* gv, RowScratch& scratch, const ParallelFor& parallel_for) {
   const int64_t n = u.size, m = v.size;
   if (wu == nullptr && wv == nullptr && n == m) {
-    return pairs_range(u, v, 0, n, p, gu, gv) / static_cast<double>(n);
+    const double total = sum_chunks(n, parallel_for, scratch.partial, [&](int64_t begin, int64_t end) {
+      return pairs_range(u, v, begin, end, p, gu, gv);
+    });
+    return total / static_cast<double>(n);
   }
   scratch.counts.resize(static_cast<size_t>(n + m));
   uint32_t* below = scratch.counts.data();
   uint32_t* upto = below + n;
   if (wu == nullptr && wv == nullptr) {
     const UniformLevels levels{n, m};
-    for (int64_t i = 0; i < n; ++i) below[i] = static_cast<uint32_t>(levels.v_below_u(i));
-    for (int64_t j = 0; j < m; ++j) upto[j] = static_cast<uint32_t>(levels.u_upto_v(j));
-    return merged_row(u, v, Counted<UniformLevels>(levels, below, upto), p, gu, gv, scratch.cells);
+    for_chunks(n, parallel_for, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) below[i] = static_cast<uint32_t>(levels.v_below_u(i));
+    });
+    for_chunks(m, parallel_for, [&](int64_t begin, int64_t end) {
+      for (int64_t j = begin; j < end; ++j) upto[j] = static_cast<uint32_t>(levels.u_upto_v(j));
+    });
+    return merged_row(u, v, Counted<UniformLevels>(levels, below, upto), p, gu, gv, scratch, parallel_for);
   }
   scratch.levels.resize(static_cast<size_t>(n + m));
   double* lu = scratch.levels.data();
   double* lv = lu + n;
-  cumulative_levels(wu, u, lu);
-  cumulative_levels(wv, v, lv);
-  merge_counts(lu, n, lv, m, below, upto);
-  return merged_row(u, v, Counted<CumulativeLevels>({lu, lv, n, m}, below, upto), p, gu, gv, scratch.cells);
+  cumulative_levels(wu, u, lu, parallel_for);
+  cumulative_levels(wv, v, lv, parallel_for);
+  merge_counts(lu, n, lv, m, below, upto, parallel_for);
+  return merged_row(u, v, Counted<CumulativeLevels>({lu, lv, n, m}, below, upto), p, gu, gv, scratch,
+                    parallel_for);
 }
 
-// Elements of work per parallel chunk: sorting or coupling 4096 elements takes 10-30 us, well
-// above a thread hand-off, and a larger grain leaves many short rows on one thread (32768
-// elements put all of rows (1024, 16) in one chunk). One long row is cut into chunks of kGrain pairs, a fixed
-// size, so that its partial sums (and the result) do not depend on the thread count.
-constexpr int64_t kSortGrain = 4096;
+// Elements of work per parallel chunk of rows: sorting or coupling 4096 elements takes
+// 10-30 us, well above a thread hand-off, and a larger grain leaves many short rows on one
+// thread (32768 elements put all of rows (1024, 16) in one chunk).
 constexpr int64_t kRowGrain = 4096;
-constexpr int64_t kGrain = 32768;
 
 template <typename T, typename ParallelFor>
 void dominance_forward(const DominanceArgs<T>& a, const ParallelFor& parallel_for) {
@@ -219,7 +288,7 @@ void dominance_forward(const DominanceArgs<T>& a, const ParallelFor& parallel_fo
 
   // Phase 1: 2 * rows independent sorts (U and V of each row run on different threads).
   const int64_t width = std::max(n, m);
-  parallel_for(0, 2 * rows, std::max<int64_t>(1, kSortGrain / width), [&](int64_t begin, int64_t end) {
+  parallel_for(0, 2 * rows, std::max<int64_t>(1, kRowGrain / width), [&](int64_t begin, int64_t end) {
     SortBuffers<T> scratch(width);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t r = task >> 1;
@@ -231,39 +300,24 @@ void dominance_forward(const DominanceArgs<T>& a, const ParallelFor& parallel_fo
     }
   });
 
+  // Phase 2: the coupling, cost and gradients of each row; one row alone is split into chunks.
   const bool grad = a.grad_u != nullptr;
-  auto row_of = [&](int64_t r) {
-    return std::make_pair(SortedRow<T>{su + r * n, pu + r * n, n}, SortedRow<T>{sv + r * m, pv + r * m, m});
+  auto row = [&](int64_t r, RowScratch& scratch, const auto& row_parallel_for) {
+    const SortedRow<T> u{su + r * n, pu + r * n, n}, v{sv + r * m, pv + r * m, m};
+    const T* wu = a.wu != nullptr ? a.wu + r * n : nullptr;
+    const T* wv = a.wv != nullptr ? a.wv + r * m : nullptr;
+    T* gu = grad ? a.grad_u + r * n : nullptr;
+    T* gv = grad ? a.grad_v + r * m : nullptr;
+    a.cost[r] = static_cast<T>(coupled_row(u, v, wu, wv, a.params, gu, gv, scratch, row_parallel_for));
   };
-  // Phase 2, one large unweighted equal-size row: chunks of pairs in parallel. The chunk
-  // size is fixed, so the partial sums (and the result) do not depend on the thread count.
-  if (rows == 1 && n == m && a.wu == nullptr && a.wv == nullptr && n >= 2 * kGrain) {
-    const int64_t chunks = (n + kGrain - 1) / kGrain;
-    std::vector<double> partial(static_cast<size_t>(chunks));
-    const std::pair<SortedRow<T>, SortedRow<T>> uv = row_of(0);
-    const SortedRow<T> u = uv.first, v = uv.second;
-    parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t c = begin; c < end; ++c) {
-        partial[c] = pairs_range(u, v, c * kGrain, std::min(n, (c + 1) * kGrain), a.params,
-                                 grad ? a.grad_u : nullptr, grad ? a.grad_v : nullptr);
-      }
-    });
-    double total = 0.0;
-    for (double s : partial) total += s;
-    a.cost[0] = static_cast<T>(total / static_cast<double>(n));
+  if (rows == 1) {
+    RowScratch scratch;
+    row(0, scratch, parallel_for);
     return;
   }
-  // Phase 2: rows in parallel.
   parallel_for(0, rows, std::max<int64_t>(1, kRowGrain / (n + m)), [&](int64_t begin, int64_t end) {
     RowScratch scratch;
-    for (int64_t r = begin; r < end; ++r) {
-      const std::pair<SortedRow<T>, SortedRow<T>> uv = row_of(r);
-      const T* wu = a.wu != nullptr ? a.wu + r * n : nullptr;
-      const T* wv = a.wv != nullptr ? a.wv + r * m : nullptr;
-      T* gu = grad ? a.grad_u + r * n : nullptr;
-      T* gv = grad ? a.grad_v + r * m : nullptr;
-      a.cost[r] = static_cast<T>(coupled_row(uv.first, uv.second, wu, wv, a.params, gu, gv, scratch));
-    }
+    for (int64_t r = begin; r < end; ++r) row(r, scratch, Serial{});
   });
 }
 
