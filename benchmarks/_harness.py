@@ -74,8 +74,7 @@ def time_calls(
     the process's intra-op threads (the count the results record)."""
 
     def measure(step: Callable[[], object]) -> list[float]:
-        # Timer runs on one thread unless told otherwise: without num_threads every figure was
-        # single-threaded while the results said torch.get_num_threads().
+        # Timer runs on one thread unless told otherwise; the results record get_num_threads().
         timer = Timer("step()", globals={"step": step}, num_threads=torch.get_num_threads())
         return timer.blocked_autorange(min_run_time=min_run_time / rounds).times
 
