@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "cells.h"
+#include "chunks.h"
 #include "cost_block.h"
 #include "costs.h"
 #include "sort.h"
@@ -99,46 +100,6 @@ double cells_range(int64_t begin, int64_t end, const CellOf& cell_of, const Cost
     }
     total += block_sum(weighted, len);
   }
-  return total;
-}
-
-// Work is split into chunks of kChunk elements (pairs, cells or samples of one side). A row's
-// cost is the sum of its chunks' partial sums in chunk order, so it is the same whether the
-// chunks run on one thread or many, and whether the row is alone or one of a batch; chunks of
-// 32768 elements take 50-200 us, far above a thread hand-off.
-constexpr int64_t kChunk = 32768;
-
-// Runs f(begin, end) on the caller's thread: the rows of a batch are already spread over the
-// threads, so their chunks are not.
-struct Serial {
-  template <typename F>
-  void operator()(int64_t begin, int64_t end, int64_t /*grain*/, const F& f) const {
-    if (begin < end) f(begin, end);
-  }
-};
-
-// f(begin, end) over the chunks of [0, count), by `parallel_for` when there are several.
-template <typename ParallelFor, typename F>
-void for_chunks(int64_t count, const ParallelFor& parallel_for, const F& f) {
-  const int64_t chunks = (count + kChunk - 1) / kChunk;
-  auto run = [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) f(c * kChunk, std::min(count, (c + 1) * kChunk));
-  };
-  if (chunks <= 1) {
-    run(0, chunks);
-  } else {
-    parallel_for(0, chunks, 1, run);
-  }
-}
-
-// Sum of f(begin, end) over the chunks of [0, count), added in chunk order.
-template <typename ParallelFor, typename F>
-double sum_chunks(int64_t count, const ParallelFor& parallel_for, std::vector<double>& partial, const F& f) {
-  if (count <= kChunk) return f(0, count);
-  partial.resize(static_cast<size_t>((count + kChunk - 1) / kChunk));
-  for_chunks(count, parallel_for, [&](int64_t begin, int64_t end) { partial[begin / kChunk] = f(begin, end); });
-  double total = 0.0;
-  for (double s : partial) total += s;
   return total;
 }
 
@@ -271,11 +232,6 @@ double coupled_row(SortedRow<T> u, SortedRow<T> v, const T* wu, const T* wv, con
                     parallel_for);
 }
 
-// Elements of work per parallel chunk of rows: sorting or coupling 4096 elements takes
-// 10-30 us, well above a thread hand-off, and a larger grain leaves many short rows on one
-// thread (32768 elements put all of rows (1024, 16) in one chunk).
-constexpr int64_t kRowGrain = 4096;
-
 template <typename T, typename ParallelFor>
 void dominance_forward(const DominanceArgs<T>& a, const ParallelFor& parallel_for) {
   const int64_t rows = a.rows, n = a.n, m = a.m;
@@ -288,7 +244,7 @@ void dominance_forward(const DominanceArgs<T>& a, const ParallelFor& parallel_fo
 
   // Phase 1: 2 * rows independent sorts (U and V of each row run on different threads).
   const int64_t width = std::max(n, m);
-  parallel_for(0, 2 * rows, std::max<int64_t>(1, kRowGrain / width), [&](int64_t begin, int64_t end) {
+  parallel_for(0, 2 * rows, rows_per_task(width), [&](int64_t begin, int64_t end) {
     SortBuffers<T> scratch(width);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t r = task >> 1;
@@ -315,7 +271,7 @@ void dominance_forward(const DominanceArgs<T>& a, const ParallelFor& parallel_fo
     row(0, scratch, parallel_for);
     return;
   }
-  parallel_for(0, rows, std::max<int64_t>(1, kRowGrain / (n + m)), [&](int64_t begin, int64_t end) {
+  parallel_for(0, rows, rows_per_task(n + m), [&](int64_t begin, int64_t end) {
     RowScratch scratch;
     for (int64_t r = begin; r < end; ++r) row(r, scratch, Serial{});
   });

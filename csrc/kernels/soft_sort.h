@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "chunks.h"
 #include "sort.h"
 
 namespace aot_loss::kernels {
@@ -90,16 +91,12 @@ void soft_sort_row(const T* x, int64_t n, const SoftSortArgs<T>& a, const LogSpa
   }
 }
 
-// Rows of a parallel chunk: ~4096 elements, 20-40 us of work, well above a thread hand-off;
-// a larger grain leaves many short rows on one thread (32768 elements: all of rows (4096, 8)).
-inline int64_t rows_per_chunk(int64_t n) { return std::max<int64_t>(1, 4096 / std::max<int64_t>(n, 1)); }
-
 // Rows in parallel; scratch is allocated once per chunk of rows, never per element.
 template <typename T, typename ParallelFor>
 void soft_sort_forward(const SoftSortArgs<T>& a, const ParallelFor& parallel_for) {
   const int64_t n = a.n;
   const LogSpan log_span(a.delta);
-  parallel_for(0, a.rows, rows_per_chunk(n), [&](int64_t begin, int64_t end) {
+  parallel_for(0, a.rows, rows_per_task(n), [&](int64_t begin, int64_t end) {
     SortBuffers<T> scratch(n);
     Uninitialized<uint32_t> perm32(n);
     Uninitialized<T> sorted(n);
@@ -117,7 +114,7 @@ void soft_sort_forward(const SoftSortArgs<T>& a, const ParallelFor& parallel_for
 template <typename T, typename ParallelFor>
 void soft_sort_backward(const T* grad, const T* x, const int64_t* state, bool kl, int64_t rows, int64_t n,
                         T* grad_x, const ParallelFor& parallel_for) {
-  parallel_for(0, rows, rows_per_chunk(n), [&](int64_t begin, int64_t end) {
+  parallel_for(0, rows, rows_per_task(n), [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const int64_t o = r * n;
       const T* xr = x + o;
