@@ -58,11 +58,10 @@ def plan(u: Tensor, v: Tensor, u_weights: Tensor | None, v_weights: Tensor | Non
     if u_weights is None and v_weights is None:
         iu, iv, mass = _grid(u_sorted, v_sorted, None, None)
     else:
-        levels = _level_dtype(u_sorted)
-        cum_u = _cumulative_mass(u_weights, u_perm, u_sorted, levels)
-        cum_v = _cumulative_mass(v_weights, v_perm, v_sorted, levels)
+        level_dtype = _level_dtype(u_sorted)
+        cum_u = _cumulative_mass(u_weights, u_perm, u_sorted, level_dtype)
+        cum_v = _cumulative_mass(v_weights, v_perm, v_sorted, level_dtype)
         iu, iv, mass = _grid(u_sorted, v_sorted, cum_u, cum_v)
-        mass = None if mass is None else mass.to(u_sorted.dtype)
     return Plan(u_sorted, u_perm, v_sorted, v_perm, iu, iv, mass)
 
 
@@ -118,6 +117,7 @@ def _grid(
         iu, iv, mass = cells(n, m, u_sorted.device, u_sorted.dtype)
     else:
         mass, from_u = _merged_grid(cum_u, cum_v)
+        mass = mass.to(u_sorted.dtype)  # lengths of levels summed in float64, in the samples' dtype
         iu, iv = _cell_indices(from_u, n, m)
     lead = u_sorted.shape[:-1]
     return iu.expand(*lead, -1), iv.expand(*lead, -1), mass
