@@ -106,6 +106,21 @@ def test_native_results_do_not_depend_on_the_thread_count(case, threads):
 
 @needs_native
 @pytest.mark.parametrize(
+    "n, m, weighted, dtype",
+    [(150_000, 150_000, False, f32), (150_000, 140_000, True, f32), (150_000, 150_000, False, f64)],
+)
+def test_native_equals_torch_with_scratch_from_huge_pages(n, m, weighted, dtype):
+    """Scratch blocks of 2 MiB or more (sort buffers, sorted copies, levels, cells) come
+    2 MiB-aligned and advised as huge pages: rows this long take that path."""
+    u, v, wu, wv = _problem((n,), (m,), weighted, dtype)
+    native = _loss_and_grads("native", u, v, wu, wv, beta=0.5)
+    torch_path = _loss_and_grads("torch", u, v, wu, wv, beta=0.5)
+    for a, b in zip(native, torch_path, strict=True):
+        torch.testing.assert_close(a, b, **_tolerance(dtype, weighted))
+
+
+@needs_native
+@pytest.mark.parametrize(
     "n, m, weighted", [(70_000, 70_000, False), (70_000, 40_000, False), (70_000, 66_000, True)]
 )
 def test_native_long_row_alone_equals_the_same_row_in_a_batch(n, m, weighted):

@@ -251,6 +251,20 @@ def test_native_equals_reference(kind, regularization, dtype):
 
 @needs_native
 @pytest.mark.parametrize("regularization", REGULARIZATIONS)
+def test_native_equals_reference_on_a_row_with_scratch_from_huge_pages(regularization):
+    """A row of 150000 float32 values sorts through 2.4 MiB of scratch, which comes from
+    2 MiB-aligned memory advised as huge pages."""
+    x = _inputs("heavy", n=150_000, rows=1, seed=7)[0].float()
+    upstream = torch.randn_like(x)
+    kw = {"strength": 0.2, "regularization": regularization}
+    native = _values_and_grad(x, upstream, backend="native", **kw)
+    reference = _values_and_grad(x, upstream, backend="torch", **kw)
+    for a, b in zip(native, reference, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+@needs_native
+@pytest.mark.parametrize("regularization", REGULARIZATIONS)
 def test_native_results_do_not_depend_on_the_thread_count(regularization, threads):
     """Rows (4096, 8) are split among threads: values and gradients are bit-identical."""
     x = _inputs("heavy", n=8, rows=4096, seed=5).float()

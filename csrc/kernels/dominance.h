@@ -17,6 +17,7 @@
 #include "chunks.h"
 #include "cost_block.h"
 #include "costs.h"
+#include "scratch.h"
 #include "sort.h"
 
 namespace aot_loss::kernels {
@@ -105,8 +106,9 @@ double cells_range(int64_t begin, int64_t end, const CellOf& cell_of, const Cost
 
 // Scratch of one row: levels of weighted rows, counts, cell gradients, partial sums.
 struct RowScratch {
-  std::vector<double> levels, cells, partial;
-  std::vector<uint32_t> counts;
+  Scratch<double> levels, cells;
+  Scratch<uint32_t> counts;
+  std::vector<double> partial;  // one per chunk
 };
 
 // Every cell of the merged grid (cells.h), then every sample's gradient from the cells that
@@ -114,8 +116,7 @@ struct RowScratch {
 template <typename T, typename Levels, typename ParallelFor>
 double merged_row(SortedRow<T> u, SortedRow<T> v, const Levels& levels, const CostParams& p, T* gu, T* gv,
                   RowScratch& scratch, const ParallelFor& parallel_for) {
-  scratch.cells.resize(static_cast<size_t>(u.size + v.size));
-  double* u_cells = scratch.cells.data();
+  double* u_cells = scratch.cells.reserve(u.size + v.size);
   double* v_cells = u_cells + u.size;
   const T* us = u.values;
   const T* vs = v.values;
@@ -209,8 +210,7 @@ double coupled_row(SortedRow<T> u, SortedRow<T> v, const T* wu, const T* wv, con
     });
     return total / static_cast<double>(n);
   }
-  scratch.counts.resize(static_cast<size_t>(n + m));
-  uint32_t* below = scratch.counts.data();
+  uint32_t* below = scratch.counts.reserve(n + m);
   uint32_t* upto = below + n;
   if (wu == nullptr && wv == nullptr) {
     const UniformLevels levels{n, m};
@@ -222,8 +222,7 @@ double coupled_row(SortedRow<T> u, SortedRow<T> v, const T* wu, const T* wv, con
     });
     return merged_row(u, v, Counted<UniformLevels>(levels, below, upto), p, gu, gv, scratch, parallel_for);
   }
-  scratch.levels.resize(static_cast<size_t>(n + m));
-  double* lu = scratch.levels.data();
+  double* lu = scratch.levels.reserve(n + m);
   double* lv = lu + n;
   cumulative_levels(wu, u, lu, parallel_for);
   cumulative_levels(wv, v, lv, parallel_for);
@@ -235,8 +234,8 @@ double coupled_row(SortedRow<T> u, SortedRow<T> v, const T* wu, const T* wv, con
 template <typename T, typename ParallelFor>
 void dominance_forward(const DominanceArgs<T>& a, const ParallelFor& parallel_for) {
   const int64_t rows = a.rows, n = a.n, m = a.m;
-  Uninitialized<T> sorted(rows * (n + m));
-  Uninitialized<uint32_t> perm(rows * (n + m));
+  Scratch<T> sorted(rows * (n + m));
+  Scratch<uint32_t> perm(rows * (n + m));
   T* su = sorted.data();
   T* sv = su + rows * n;
   uint32_t* pu = perm.data();

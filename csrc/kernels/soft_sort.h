@@ -13,9 +13,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <vector>
 
 #include "chunks.h"
+#include "scratch.h"
 #include "sort.h"
 
 namespace aot_loss::kernels {
@@ -31,8 +31,8 @@ struct SoftSortArgs {
 };
 
 struct PavStack {
-  std::vector<int64_t> start;
-  std::vector<double> length, stat, level;
+  Scratch<int64_t> start;
+  Scratch<double> length, stat, level;
   int64_t top = 0;
   explicit PavStack(int64_t n) : start(n), length(n), stat(n), level(n) {}
 };
@@ -98,8 +98,8 @@ void soft_sort_forward(const SoftSortArgs<T>& a, const ParallelFor& parallel_for
   const LogSpan log_span(a.delta);
   parallel_for(0, a.rows, rows_per_task(n), [&](int64_t begin, int64_t end) {
     SortBuffers<T> scratch(n);
-    Uninitialized<uint32_t> perm32(n);
-    Uninitialized<T> sorted(n);
+    Scratch<uint32_t> perm32(n);
+    Scratch<T> sorted(n);
     PavStack stack(n);
     for (int64_t r = begin; r < end; ++r) {
       const int64_t o = r * n;

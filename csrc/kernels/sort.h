@@ -9,10 +9,10 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <memory>
 #include <type_traits>
 
 #include "device.h"
+#include "scratch.h"
 
 namespace aot_loss::kernels {
 
@@ -51,15 +51,6 @@ constexpr int64_t kRankSortMax = 64;
 void rank_argsort(const float* x, int64_t n, float* sorted, uint32_t* perm, uint32_t* keys);
 void rank_argsort(const double* x, int64_t n, double* sorted, uint32_t* perm, uint64_t* keys);
 
-// An array of n values left uninitialised: std::vector would first zero it, which costs as
-// much as a radix pass on rows of millions (make_unique_for_overwrite is C++20).
-template <typename T>
-struct Uninitialized {
-  explicit Uninitialized(int64_t n) : values(new T[static_cast<size_t>(n)]) {}
-  T* data() { return values.get(); }
-  std::unique_ptr<T[]> values;
-};
-
 // Scratch of the sorts of rows of up to `capacity` values. float32 radix-sorts one array of
 // packed (key << 32 | index) words; float64 keys fill 64 bits, so keys and indices move side
 // by side.
@@ -69,14 +60,14 @@ struct SortBuffers;
 template <>
 struct SortBuffers<float> {
   explicit SortBuffers(int64_t capacity) : words(2 * capacity) {}
-  Uninitialized<uint64_t> words;
+  Scratch<uint64_t> words;
 };
 
 template <>
 struct SortBuffers<double> {
   explicit SortBuffers(int64_t capacity) : keys(2 * capacity), index(2 * capacity) {}
-  Uninitialized<uint64_t> keys;
-  Uninitialized<uint32_t> index;
+  Scratch<uint64_t> keys;
+  Scratch<uint32_t> index;
 };
 
 // Count of each digit value of the keys, for every digit, from one pass over the keys; the
