@@ -169,6 +169,7 @@ def check_samples(name: str, x: object, allow_empty: bool = False) -> Tensor:
     """
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    check_dense(name, x)
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
     if x.dim() not in (1, 2):
@@ -177,6 +178,14 @@ def check_samples(name: str, x: object, allow_empty: bool = False) -> Tensor:
     if x.numel() == 0 and (no_rows or not allow_empty):
         raise ValueError(f"{name} must not be empty, got shape {tuple(x.shape)}")
     return x
+
+
+def check_dense(name: str, x: Tensor) -> None:
+    """A dense (strided, not nested) tensor: sparse and nested layouts have no sort."""
+    if x.is_nested:
+        raise TypeError(f"{name} must be a dense tensor, got a nested tensor; pass its rows one by one")
+    if x.layout != torch.strided:
+        raise TypeError(f"{name} must be a dense tensor, got layout {x.layout}; convert it with .to_dense()")
 
 
 def check_sample_pair(
@@ -221,6 +230,7 @@ def check_weights(
         return None
     if not isinstance(weights, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor or None, got {type(weights).__name__}")
+    check_dense(name, weights)
     if weights.is_complex():
         raise TypeError(f"{name} must be real (float, integer or bool), got dtype {weights.dtype}")
     if weights.shape != like.shape:

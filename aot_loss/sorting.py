@@ -9,7 +9,7 @@ from torch import Tensor
 from ._dominance import as_dtype, compute_dtype
 from ._pav import REGULARIZATIONS
 from ._soft_sort_op import soft_sort_last
-from ._validation import SoftSortBackend, check_soft_sort_backend, check_strength
+from ._validation import SoftSortBackend, check_dense, check_soft_sort_backend, check_strength
 
 __all__ = ["SoftSortBackend", "soft_sort"]
 
@@ -95,6 +95,7 @@ def check_soft_sort_args(
     """Validate the arguments of :func:`soft_sort`, naming the offending one."""
     if not isinstance(x, Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    check_dense("x", x)
     if not x.is_floating_point():
         raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
     if x.dim() == 0:

@@ -48,6 +48,32 @@ CASES = [
         ValueError,
         "r_neg is on meta but r_pos is on cpu",
     ),
+    (
+        lambda: unpaired(r_pos=x.to_sparse()),
+        TypeError,
+        "r_pos must be a dense tensor, got layout torch.sparse_coo; convert it with .to_dense()",
+    ),
+    (lambda: paired(pr=x.to_sparse()), TypeError, "policy_rejected_logps must be a dense"),
+    (
+        lambda: unpaired(r_pos=torch.nested.nested_tensor([x, x[:2]], layout=torch.jagged)),
+        TypeError,
+        "r_pos must be a dense tensor, got a nested tensor",
+    ),
+    (
+        lambda: unpaired(neg_weights=torch.ones(4).to_sparse()),
+        TypeError,
+        "neg_weights must be a dense tensor",
+    ),
+    (
+        lambda: aot_loss.soft_sort(x.to_sparse()),
+        TypeError,
+        "x must be a dense tensor, got layout torch.sparse_coo",
+    ),
+    (
+        lambda: metrics.fsd_violation(x, x.to_sparse()),
+        TypeError,
+        "v must be a dense tensor",
+    ),
     (lambda: paired(rr=torch.randn(5)), ValueError, r"same shape, got .*'ref_rejected_logps': \(5,\)"),
     (
         lambda: paired(pr=torch.randn(4, 1)),
