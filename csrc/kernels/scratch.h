@@ -54,7 +54,7 @@ class Scratch {
   // At least n values; the contents are not kept when it grows.
   T* reserve(int64_t n) {
     if (n > capacity_) {
-      memory_.reset();
+      memory_.reset();  // the old block goes first, so growing never holds both
       memory_.reset(static_cast<T*>(allocate_scratch(static_cast<size_t>(n) * sizeof(T))));
       capacity_ = n;
     }
