@@ -75,16 +75,11 @@ def dominance_cost(
 def _native_cost(
     u: Tensor, v: Tensor, u_weights: Tensor | None, v_weights: Tensor | None, options: Options
 ) -> Tensor:
-    """The fused op's per-row OT costs, reduced like :func:`_reduce` reduces the torch path."""
+    """The fused op's OT costs, reduced as :func:`_reduce` reduces the torch path."""
     name = cast(str, options.name)
-    cost = _dominance_op.row_costs(u, v, u_weights, v_weights, name, options.beta, options.label_smoothing)
-    if u.dim() == 2:
-        return _reduce_rows(cost, options.reduction)
-    if options.reduction == "mean":
-        return cost
-    n, m = u.shape[-1], v.shape[-1]
-    cells = n if n == m and u_weights is None and v_weights is None else n + m
-    return cost * cells  # 'sum' of the 'none' cells K * mass_k * h_k, i.e. K times the cost
+    return _dominance_op.reduced_costs(
+        u, v, u_weights, v_weights, name, options.beta, options.label_smoothing, options.reduction
+    )
 
 
 def _check_custom_costs(costs: object, diff: Tensor) -> None:
@@ -107,15 +102,7 @@ def _reduce(costs: Tensor, coupling: Coupling, reduction: str, rows: bool) -> Te
     """
     mass = coupling.mass
     if rows or reduction == "mean":
-        per_row = integrate(costs, mass)
-        return _reduce_rows(per_row, reduction) if rows else per_row
+        return _dominance_op.reduce_row_costs(integrate(costs, mass), reduction, costs.shape[-1])[0]
     if mass is not None:
         costs = costs * (mass * mass.shape[-1])
     return costs if reduction == "none" else costs.sum()
-
-
-def _reduce_rows(per_row: Tensor, reduction: str) -> Tensor:
-    """(G,) per-row OT costs: returned as they are for 'none', else averaged or summed."""
-    if reduction == "none":
-        return per_row
-    return per_row.mean() if reduction == "mean" else per_row.sum()

@@ -115,7 +115,9 @@ class _DominanceFunction(torch.autograd.Function):
     """The op's autograd formula (the one registered above), applied without the generic
     wrapper of ``register_autograd``, which costs ~40 us per call in torch 2.13 (it
     re-reads the schema to fill defaults and redispatches in Python): at the batch sizes
-    of preference training that overhead would be most of the step."""
+    of preference training that overhead would be most of the step. The reduction of the
+    row costs happens inside it too, so that it adds no autograd node: its derivative is
+    one factor, folded into the backward's multiply."""
 
     @staticmethod
     def forward(
@@ -127,6 +129,7 @@ class _DominanceFunction(torch.autograd.Function):
         cost: str,
         beta: float,
         label_smoothing: float,
+        reduction: str,
     ) -> Tensor:
         # Inside Function.forward the op needs no autograd kernel: skip its Python redispatch.
         with torch._C._AutoDispatchBelowAutograd():
@@ -134,16 +137,41 @@ class _DominanceFunction(torch.autograd.Function):
                 u, v, u_weights, v_weights, cost, beta, label_smoothing, True
             )
         ctx.save_for_backward(grad_u, grad_v)
-        return row_cost
+        out, factor = reduce_row_costs(row_cost, reduction, _cells(u, v, u_weights, v_weights))
+        ctx.factor = factor  # type: ignore[attr-defined]
+        return out
 
     @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad_cost: Tensor) -> tuple[Tensor | None, ...]:
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         grad_u, grad_v = ctx.saved_tensors  # type: ignore[attr-defined]
         needs = ctx.needs_input_grad  # type: ignore[attr-defined]
-        return *_scale_saved(grad_cost, grad_u, grad_v, needs[0], needs[1]), *(None,) * 5
+        factor = ctx.factor  # type: ignore[attr-defined]
+        grad_cost = grad_out if factor == 1.0 else grad_out * factor
+        return *_scale_saved(grad_cost, grad_u, grad_v, needs[0], needs[1]), *(None,) * 6
 
 
-def row_costs(
+def _cells(u: Tensor, v: Tensor, u_weights: Tensor | None, v_weights: Tensor | None) -> int:
+    """The number K of cells of a row's coupling: n pairs, or the n + m cells of the merged grid."""
+    n, m = u.shape[-1], v.shape[-1]
+    return n if n == m and u_weights is None and v_weights is None else n + m
+
+
+def reduce_row_costs(row_cost: Tensor, reduction: str, cells: int) -> tuple[Tensor, float]:
+    """Per-row costs reduced as the public losses reduce them, and the derivative of the
+    result with respect to each row's cost (the same for every row).
+
+    Rows (``row_cost`` of shape (G,)): returned as they are for 'none', else averaged or
+    summed. One row (0-d): 'mean' is its cost; 'sum' is the sum of the 'none' cells
+    K * mass_k * h_k of the torch path, i.e. K times the cost.
+    """
+    if row_cost.dim() == 0:
+        return (row_cost * cells, float(cells)) if reduction == "sum" else (row_cost, 1.0)
+    if reduction == "mean":
+        return row_cost.mean(), 1.0 / max(row_cost.shape[0], 1)
+    return (row_cost.sum() if reduction == "sum" else row_cost), 1.0
+
+
+def reduced_costs(
     u: Tensor,
     v: Tensor,
     u_weights: Tensor | None,
@@ -151,13 +179,16 @@ def row_costs(
     cost: str,
     beta: float,
     label_smoothing: float,
+    reduction: str,
 ) -> Tensor:
-    """Per-row OT costs from the op, differentiable in ``u`` and ``v`` (not the weights).
+    """The op's OT costs reduced as ``reduction`` (see :func:`reduce_row_costs`),
+    differentiable in ``u`` and ``v`` (not the weights).
 
     Eager calls use the lean Function; compiled graphs call the op, whose registered
     autograd formula is the same and costs nothing per call once traced.
     """
     need_grad = torch.is_grad_enabled() and (u.requires_grad or v.requires_grad)
     if need_grad and not torch.compiler.is_compiling():
-        return _DominanceFunction.apply(u, v, u_weights, v_weights, cost, beta, label_smoothing)
-    return dominance(u, v, u_weights, v_weights, cost, beta, label_smoothing, need_grad)[0]
+        return _DominanceFunction.apply(u, v, u_weights, v_weights, cost, beta, label_smoothing, reduction)
+    row_cost = dominance(u, v, u_weights, v_weights, cost, beta, label_smoothing, need_grad)[0]
+    return reduce_row_costs(row_cost, reduction, _cells(u, v, u_weights, v_weights))[0]

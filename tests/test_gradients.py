@@ -36,7 +36,7 @@ def test_gradcheck_weighted_including_weights(loss):
 
 
 @pytest.mark.parametrize("loss", BUILTIN_COSTS)
-@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_gradcheck_rows(loss, reduction):
     u, v = _spread(3, 5), _spread(3, 4)
     f = lambda a, b: aot_loss.unpaired(a, b, loss=loss, beta=0.5, reduction=reduction)  # noqa: E731
@@ -57,9 +57,15 @@ def test_gradcheck_paired_and_reference_gets_no_gradient(loss):
     assert pc.grad is not None and pr.grad is not None
 
 
-def test_gradcheck_label_smoothing_and_sum():
-    u, v = _spread(5), _spread(5)
-    f = lambda a, b: aot_loss.unpaired(a, b, beta=1.0, label_smoothing=0.2, reduction="sum")  # noqa: E731
+@pytest.mark.parametrize(("m", "weighted"), [(5, False), (3, False), (5, True)])
+def test_gradcheck_label_smoothing_and_sum(m, weighted):
+    """'sum' of one row is K times its cost: K = n pairs, or n + m cells of the merged grid."""
+    u, v = _spread(5), _spread(m)
+    w = torch.rand(5, dtype=f64) + 0.1 if weighted else None
+
+    def f(a, b):
+        return aot_loss.unpaired(a, b, beta=1.0, label_smoothing=0.2, pos_weights=w, reduction="sum")
+
     assert torch.autograd.gradcheck(f, (u, v))
 
 
