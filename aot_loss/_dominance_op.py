@@ -103,7 +103,7 @@ def _scale_saved(
     if need_u and need_v and grad_cost.dim() == 0:  # one row: one fused launch for both on a GPU
         grad_u, grad_v = torch._foreach_mul([grad_u, grad_v], grad_cost)
         return grad_u, grad_v
-    scale = grad_cost.unsqueeze(-1)
+    scale = grad_cost.unsqueeze(-1) if grad_cost.dim() > 0 else grad_cost  # per row, or one factor
     return (scale * grad_u if need_u else None), (scale * grad_v if need_v else None)
 
 
