@@ -4,11 +4,15 @@
 #   test      tests/test_cuda.py (CUDA torch path and native kernels)
 #   sanitize  compute-sanitizer memcheck, racecheck and synccheck over both CUDA paths
 #   bench     benchmarks/bench_fused.py on the GPU
+#   profile   benchmarks/profile_cuda.py: each provider's time three ways and its kernels
 #   errors    the toolchain, and a kernel error raised on CPU operands: on one GPU machine it
 #             segfaulted (docs/native.md, known problem); if it still does, cuda-gdb's backtrace
 # Usage: OUT=folder benchmarks/gpu_run.sh build test sanitize bench
 # Logs and results go to $OUT (default /tmp/aot_loss_gpu); each step runs even if one before
-# it failed, so one call on a lent machine reports as much as it can.
+# it failed, so one call on a lent machine reports as much as it can. Steps are capped by
+# their timeouts (test 420 s, each sanitizer 240 s, bench 560 s, profile 300 s), more in all
+# than one 600 s call of a lent machine: split them, e.g. `build errors test` then
+# `build sanitize` then `build bench` then `build profile` (a build takes ~30 s).
 set -u
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/aot_loss_gpu}
@@ -62,6 +66,13 @@ print("sanitized", len(cases), "cases")
 
 step_bench() {
   timeout 560 "$python" benchmarks/bench_fused.py --device cuda --out "$out" 2>&1 | tee "$out/bench.log"
+}
+
+step_profile() {
+  timeout 300 "$python" benchmarks/profile_cuda.py >"$out/profile_cuda.txt" 2>&1
+  local code=$?
+  tail -40 "$out/profile_cuda.txt"
+  return $code
 }
 
 step_errors() {

@@ -15,6 +15,7 @@ import argparse
 import statistics
 
 import torch
+from _harness import metadata
 from bench_fused import _step, providers
 from torch.profiler import ProfilerActivity, profile
 
@@ -56,6 +57,11 @@ def main() -> None:
     parser.add_argument("--shape", action="append", help="comma-separated, e.g. 1024,16")
     parser.add_argument("--top", type=int, default=6, help="kernels listed per provider")
     args = parser.parse_args()
+    meta = metadata()
+    print(
+        f"# python benchmarks/profile_cuda.py on an {meta['gpu']}, torch {meta['torch']}, "
+        f"git {meta['git_sha']} ({str(meta['timestamp'])[:10]})"
+    )
     for text in args.shape or DEFAULT_SHAPES:
         shape = tuple(int(s) for s in text.split(","))
         g = torch.Generator().manual_seed(0)

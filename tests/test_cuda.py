@@ -249,6 +249,34 @@ def test_cuda_native_gradcheck():
 
 
 @needs_cuda_native
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize(
+    ("shape_u", "shape_v", "weighted"),
+    [((3, 40), (3, 17), False), ((2, 5000), (2, 5000), False), ((50,), (50,), False), ((50,), (20,), True)],
+)
+def test_cuda_native_public_gradients_for_every_reduction(shape_u, shape_v, weighted, reduction):
+    """gradcheck of the public loss on the native path: its Function reduces the row costs
+    itself and folds the reduction's derivative into the backward."""
+    if reduction == "none" and len(shape_u) == 1:
+        pytest.skip("reduction='none' on 1-D inputs takes the torch path")
+    u, v = _distinct(shape_u), _distinct(shape_v, offset=0.01)
+    w = (torch.rand(shape_u, dtype=f64) + 0.1).cuda() if weighted else None
+
+    def loss(a, b):
+        return aot_loss.unpaired(a, b, beta=0.8, pos_weights=w, reduction=reduction, backend="native")
+
+    assert torch.autograd.gradcheck(loss, (u, v), fast_mode=True)
+
+
+def _distinct(shape, offset=0.0):
+    """A float64 CUDA leaf, each row's values distinct and 0.3 apart at least (no finite
+    difference step crosses a tie)."""
+    n, rows = shape[-1], shape[0] if len(shape) == 2 else 1
+    x = torch.stack([torch.randperm(4 * n)[:n] for _ in range(rows)]).to(f64) * 0.3 + offset
+    return x.reshape(shape).cuda().requires_grad_()
+
+
+@needs_cuda_native
 def test_cuda_native_compile_fullgraph():
     torch.compiler.reset()
     u = torch.randn(2, 300, device="cuda", requires_grad=True)
