@@ -1,6 +1,8 @@
-"""Hypothesis strategies: samples with planted structure (ties, shifts, unequal sizes)."""
+"""Test inputs: hypothesis strategies of samples with planted structure (ties, shifts, unequal
+sizes), and tie-free samples for gradcheck."""
 
 import numpy as np
+import torch
 from hypothesis import strategies as st
 
 # Values on a coarse grid so ties are common, and bounded so float64 stays exact enough.
@@ -25,3 +27,11 @@ def weights_for(draw, n):
 costs = st.sampled_from(["logistic", "squared_hinge", "least_squares", "hinge"])
 monotone_costs = st.sampled_from(["logistic", "squared_hinge", "hinge"])
 betas = st.sampled_from([0.01, 0.3, 1.0, 2.5])
+
+
+def spread(*shape, device="cpu"):
+    """A float64 leaf whose rows hold distinct values with gaps > 1e-2, so that no finite
+    difference step of gradcheck crosses a tie."""
+    n = shape[-1]
+    base = torch.randperm(n * 4)[:n].to(torch.float64) * 0.37 - n * 0.5
+    return (base + 0.01 * torch.rand(*shape, dtype=torch.float64)).to(device).requires_grad_()

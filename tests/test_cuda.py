@@ -11,6 +11,7 @@ import sys
 import pytest
 import torch
 from oracles import BUILTIN_COSTS
+from strategies import spread
 
 import aot_loss
 from aot_loss import _native
@@ -259,21 +260,13 @@ def test_cuda_native_public_gradients_for_every_reduction(shape_u, shape_v, weig
     itself and folds the reduction's derivative into the backward."""
     if reduction == "none" and len(shape_u) == 1:
         pytest.skip("reduction='none' on 1-D inputs takes the torch path")
-    u, v = _distinct(shape_u), _distinct(shape_v, offset=0.01)
+    u, v = spread(*shape_u, device="cuda"), spread(*shape_v, device="cuda")
     w = (torch.rand(shape_u, dtype=f64) + 0.1).cuda() if weighted else None
 
     def loss(a, b):
         return aot_loss.unpaired(a, b, beta=0.8, pos_weights=w, reduction=reduction, backend="native")
 
     assert torch.autograd.gradcheck(loss, (u, v), fast_mode=True)
-
-
-def _distinct(shape, offset=0.0):
-    """A float64 CUDA leaf, each row's values distinct and 0.3 apart at least (no finite
-    difference step crosses a tie)."""
-    n, rows = shape[-1], shape[0] if len(shape) == 2 else 1
-    x = torch.stack([torch.randperm(4 * n)[:n] for _ in range(rows)]).to(f64) * 0.3 + offset
-    return x.reshape(shape).cuda().requires_grad_()
 
 
 @needs_cuda_native

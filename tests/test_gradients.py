@@ -3,29 +3,23 @@
 import pytest
 import torch
 from oracles import BUILTIN_COSTS
+from strategies import spread
 
 import aot_loss
 
 f64 = torch.float64
 
 
-def _spread(*shape):
-    """Samples with distinct values and gaps > 1e-2, so no finite-difference step crosses a tie."""
-    n = shape[-1]
-    base = torch.randperm(n * 4)[:n].to(f64) * 0.37 - n * 0.5
-    return (base + 0.01 * torch.rand(*shape, dtype=f64)).requires_grad_()
-
-
 @pytest.mark.parametrize("loss", BUILTIN_COSTS)
 @pytest.mark.parametrize(("n", "m"), [(5, 5), (6, 4), (3, 7)])
 def test_gradcheck_unpaired(loss, n, m):
-    u, v = _spread(n), _spread(m)
+    u, v = spread(n), spread(m)
     assert torch.autograd.gradcheck(lambda a, b: aot_loss.unpaired(a, b, loss=loss, beta=0.8), (u, v))
 
 
 @pytest.mark.parametrize("loss", BUILTIN_COSTS)
 def test_gradcheck_weighted_including_weights(loss):
-    u, v = _spread(5), _spread(4)
+    u, v = spread(5), spread(4)
     wu = torch.rand(5, dtype=f64).add(0.1).requires_grad_()
     wv = torch.rand(4, dtype=f64).add(0.1).requires_grad_()
 
@@ -38,15 +32,15 @@ def test_gradcheck_weighted_including_weights(loss):
 @pytest.mark.parametrize("loss", BUILTIN_COSTS)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_gradcheck_rows(loss, reduction):
-    u, v = _spread(3, 5), _spread(3, 4)
+    u, v = spread(3, 5), spread(3, 4)
     f = lambda a, b: aot_loss.unpaired(a, b, loss=loss, beta=0.5, reduction=reduction)  # noqa: E731
     assert torch.autograd.gradcheck(f, (u, v))
 
 
 @pytest.mark.parametrize("loss", BUILTIN_COSTS)
 def test_gradcheck_paired_and_reference_gets_no_gradient(loss):
-    pc, pr = _spread(6), _spread(6)
-    rc, rr = _spread(6), _spread(6)
+    pc, pr = spread(6), spread(6)
+    rc, rr = spread(6), spread(6)
     w = torch.rand(6, dtype=f64) + 0.1
     assert torch.autograd.gradcheck(lambda a, b: aot_loss.paired(a, b, rc, rr, loss=loss, beta=0.5), (pc, pr))
     assert torch.autograd.gradcheck(
@@ -60,7 +54,7 @@ def test_gradcheck_paired_and_reference_gets_no_gradient(loss):
 @pytest.mark.parametrize(("m", "weighted"), [(5, False), (3, False), (5, True)])
 def test_gradcheck_label_smoothing_and_sum(m, weighted):
     """'sum' of one row is K times its cost: K = n pairs, or n + m cells of the merged grid."""
-    u, v = _spread(5), _spread(m)
+    u, v = spread(5), spread(m)
     w = torch.rand(5, dtype=f64) + 0.1 if weighted else None
 
     def f(a, b):
@@ -70,7 +64,7 @@ def test_gradcheck_label_smoothing_and_sum(m, weighted):
 
 
 def test_zero_mass_sample_gets_exactly_zero_gradient():
-    u, v = _spread(6), _spread(4)
+    u, v = spread(6), spread(4)
     wu = torch.tensor([1.0, 0.0, 2.0, 0.0, 1.0, 1.0], dtype=f64)
     aot_loss.unpaired(u, v, pos_weights=wu, neg_weights=torch.rand(4, dtype=f64)).backward()
     assert u.grad[1] == 0 and u.grad[3] == 0
@@ -87,7 +81,7 @@ def test_ties_send_gradient_by_input_order():
 
 def test_gradient_matches_analytic_sorted_pairs():
     """d/du_(i) of mean softplus(-beta (u_(i) - v_(i))) = -beta sigmoid(-beta d_i) / n."""
-    u, v = _spread(7), _spread(7)
+    u, v = spread(7), spread(7)
     beta = 0.9
     aot_loss.unpaired(u, v, beta=beta).backward()
     us, iu = torch.sort(u.detach())
