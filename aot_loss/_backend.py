@@ -46,9 +46,10 @@ def _unserved(
     status = _native.STATUS
     if not status.loaded:
         return RuntimeError(f"backend='native' is unavailable: the native library is {status.reason}")
-    if u.device.type not in status.devices:
+    device_type = u.device.type  # read once: ~0.25 us per read
+    if device_type not in status.devices:
         return RuntimeError(
-            f"backend='native' has no kernel for device {u.device.type!r}; built for {status.devices}"
+            f"backend='native' has no kernel for device {device_type!r}; built for {status.devices}"
         )
     if torch._C._are_functorch_transforms_active():
         return RuntimeError(
@@ -63,15 +64,18 @@ def _unserved(
         return ValueError(
             "backend='native' returns per-row costs; reduction='none' on 1-D inputs needs backend='torch'"
         )
-    if torch.is_grad_enabled() and any(w is not None and w.requires_grad for w in (u_weights, v_weights)):
+    differentiable_weights = (u_weights is not None and u_weights.requires_grad) or (
+        v_weights is not None and v_weights.requires_grad
+    )
+    if differentiable_weights and torch.is_grad_enabled():
         return ValueError(
             "backend='native' gives no gradient for the weights; differentiable weights need backend='torch'"
         )
     longest = max(u.shape[-1], v.shape[-1])
     if longest >= _MAX_ROW:
         return ValueError(f"backend='native' serves rows shorter than {_MAX_ROW} elements")
-    rows = u.numel() // max(u.shape[-1], 1)
-    if u.device.type == "cuda" and longest > _CUDA_BLOCK_ROW and rows > _CUDA_MAX_LONG_ROWS:
+    long_rows = device_type == "cuda" and longest > _CUDA_BLOCK_ROW
+    if long_rows and u.numel() // max(u.shape[-1], 1) > _CUDA_MAX_LONG_ROWS:
         return ValueError(
             f"backend='native' on CUDA serves at most {_CUDA_MAX_LONG_ROWS} rows of more than "
             f"{_CUDA_BLOCK_ROW} values"

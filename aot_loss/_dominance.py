@@ -18,13 +18,16 @@ from ._coupling import Coupling, couple, integrate
 from ._soft_sort_op import soft_sort_last
 from ._validation import Options
 
+_COMPUTE_DTYPES = (torch.float32, torch.float64)
+
 
 def compute_dtype(*tensors: Tensor) -> torch.dtype:
     """The promoted dtype of the inputs, with float16/bfloat16 raised to float32."""
     dtype = tensors[0].dtype
     for t in tensors[1:]:
-        dtype = torch.promote_types(dtype, t.dtype)
-    return torch.promote_types(dtype, torch.float32)
+        if t.dtype is not dtype:  # promote_types costs ~0.25 us a call: skip it for equal dtypes
+            dtype = torch.promote_types(dtype, t.dtype)
+    return dtype if dtype in _COMPUTE_DTYPES else torch.promote_types(dtype, torch.float32)
 
 
 def as_dtype(x: Tensor, dtype: torch.dtype) -> Tensor:

@@ -66,12 +66,12 @@ def check_options(
     """
     args = (loss, beta, label_smoothing, reduction, check_finite, backend, sort, soft_strength, soft_backend)
     # Dynamo traces through lru_cache (and warns); the options are constants there anyway.
-    if all(type(a) in _CACHEABLE for a in args) and not torch.compiler.is_compiling():
+    if _CACHEABLE.issuperset(map(type, args)) and not torch.compiler.is_compiling():
         return _cached_options(*args)
     return _check_options(*args)
 
 
-_CACHEABLE = (str, float, int, bool)  # exact types: hashing a Tensor beta would be wrong
+_CACHEABLE = frozenset((str, float, int, bool))  # exact types: hashing a Tensor beta would be wrong
 
 
 @lru_cache(maxsize=64, typed=True)  # typed: beta=True must not hit beta=1

@@ -300,8 +300,9 @@ def _paired(
     with errors_raised_together(pg):
         for name, x in inputs.items():
             check_samples(name, x, allow_empty=not local)
-        shapes = {name: tuple(x.shape) for name, x in inputs.items()}
-        if len(set(shapes.values())) > 1:
+        shape = policy_chosen_logps.shape
+        if any(x.shape != shape for x in inputs.values()):
+            shapes = {name: tuple(x.shape) for name, x in inputs.items()}
             raise ValueError(f"paired inputs must all have the same shape, got {shapes}")
         check_same_device(inputs)
         weights = check_weights("weights", weights, policy_chosen_logps, "policy_chosen_logps", local)
@@ -310,6 +311,8 @@ def _paired(
             check_finite_values(inputs)
     dtype = compute_dtype(*inputs.values())  # subtract after the upcast, not in half precision
     u = as_dtype(policy_chosen_logps, dtype) - as_dtype(policy_rejected_logps, dtype)
-    v = (as_dtype(ref_chosen_logps, dtype) - as_dtype(ref_rejected_logps, dtype)).detach()
+    v = as_dtype(ref_chosen_logps, dtype) - as_dtype(ref_rejected_logps, dtype)
+    if v.requires_grad:  # the reference is a constant target (detach costs ~1 us when not needed)
+        v = v.detach()
     names = ("policy_chosen_logps", "ref_chosen_logps", "weights", "weights")
     return dominance_cost(u, v, weights, weights, options, pg, names)
