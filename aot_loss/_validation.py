@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from typing import Literal, cast
@@ -240,28 +240,59 @@ def check_weights(
     check_same_device({like_name: like, name: weights})
     if not weights.is_floating_point():
         weights = weights.to(torch.promote_types(like.dtype, torch.float32))
-    flags = {
-        f"{name} must not contain NaN or infinite values": ~torch.isfinite(weights).all(),
-        f"{name} must not contain negative values": (weights < 0).any(),
+    finite, negative = (
+        f"{name} must not contain NaN or infinite values",
+        f"{name} must not contain negative values",
+    )
+    flags = {finite: ~torch.isfinite(weights).all(), negative: (weights < 0).any()}
+    details = {
+        finite: partial(first_offender, weights, lambda w: ~torch.isfinite(w)),
+        negative: partial(first_offender, weights, lambda w: w < 0),
     }
     if require_mass:
-        flags[f"{name} must not contain a row with zero total mass"] = (weights.sum(-1) == 0).any()
-    raise_on(flags)
+        zero_mass = f"{name} must not contain a row with zero total mass"
+        flags[zero_mass] = (weights.sum(-1) == 0).any()
+        details[zero_mass] = partial(zero_mass_rows, weights)
+    raise_on(flags, details)
     return weights
 
 
 def check_finite_values(tensors: Mapping[str, Tensor]) -> None:
     """Raise if any tensor holds NaN or +-inf (one host round trip for all of them)."""
+    message = "{} contains NaN or infinite values (check_finite=True)"
     raise_on(
+        {message.format(name): ~torch.isfinite(t).all() for name, t in tensors.items()},
         {
-            f"{name} contains NaN or infinite values (check_finite=True)": ~torch.isfinite(t).all()
+            message.format(name): partial(first_offender, t, lambda x: ~torch.isfinite(x))
             for name, t in tensors.items()
-        }
+        },
     )
 
 
-def raise_on(flags: Mapping[str, Tensor]) -> None:
-    """Raise ValueError with the first message whose boolean flag is set."""
+def first_offender(t: Tensor, bad: Callable[[Tensor], Tensor]) -> str:
+    """``"got <value> at index <i>"`` for the first element of ``t`` where ``bad`` holds.
+
+    Called on the error path only: it reads values from the device.
+    """
+    index = bad(t.detach()).nonzero()[0].tolist()
+    where = index[0] if len(index) == 1 else tuple(index)
+    return f"got {t[tuple(index)].item()} at index {where}"
+
+
+def zero_mass_rows(weights: Tensor) -> str:
+    """Which rows of ``weights`` have zero total mass (error path only)."""
+    if weights.dim() == 1:
+        return "got all zero weights"
+    rows = (weights.detach().sum(-1) == 0).nonzero().flatten().tolist()
+    return f"got zero mass in row(s) {rows[:8]}" + (f" and {len(rows) - 8} more" if len(rows) > 8 else "")
+
+
+def raise_on(flags: Mapping[str, Tensor], details: Mapping[str, Callable[[], str]] | None = None) -> None:
+    """Raise ValueError with the first message whose boolean flag is set.
+
+    ``details`` maps a message to a function that describes the offending value; it runs only
+    when that message is raised, so the passing path keeps its single synchronisation.
+    """
     if not flags:
         return
     if torch.compiler.is_compiling():
@@ -271,4 +302,5 @@ def raise_on(flags: Mapping[str, Tensor]) -> None:
     values = torch.stack(list(flags.values())).tolist()  # one synchronisation for all checks
     for message, bad in zip(flags, values, strict=True):
         if bad:
-            raise ValueError(message)
+            detail = details.get(message) if details else None
+            raise ValueError(f"{message}, {detail()}" if detail else message)

@@ -168,10 +168,10 @@ ERRORS = {
     "weights_given": (("ValueError", "disagree on whether neg_weights are given (rank 0: None, rank 1: given"),) * 2,
     "local_check": (
         ("RuntimeError", "rank(s) [1] of the group rejected their inputs"),
-        ("ValueError", "r_pos contains NaN or infinite values (check_finite=True)"),
+        ("ValueError", "r_pos contains NaN or infinite values (check_finite=True), got nan at index 1"),
     ),
     "empty_everywhere": (("ValueError", "r_neg must not be empty: it has no samples on any rank of the group"),) * 2,
-    "zero_mass_everywhere": (("ValueError", "pos_weights must not contain a row with zero total mass over the group"),) * 2,
+    "zero_mass_everywhere": (("ValueError", "pos_weights must not contain a row with zero total mass over the group, got all zero weights"),) * 2,
 }  # fmt: skip
 
 

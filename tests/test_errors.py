@@ -89,29 +89,29 @@ CASES = [
     (
         lambda: unpaired(pos_weights=torch.tensor([1.0, -1.0, 1.0, 1.0])),
         ValueError,
-        "pos_weights must not contain negative values",
+        "pos_weights must not contain negative values, got -1.0 at index 1",
     ),
     (
         lambda: unpaired(neg_weights=torch.zeros(4)),
         ValueError,
-        "neg_weights must not contain a row with zero total mass",
+        "neg_weights must not contain a row with zero total mass, got all zero weights",
     ),
     (
         lambda: unpaired(
             r_pos=torch.randn(2, 4), r_neg=torch.randn(2, 4), pos_weights=torch.tensor([[1.0] * 4, [0.0] * 4])
         ),
         ValueError,
-        "pos_weights must not contain a row with zero total mass",
+        r"pos_weights must not contain a row with zero total mass, got zero mass in row\(s\) \[1\]",
     ),
     (
         lambda: unpaired(pos_weights=torch.tensor([1.0, float("nan"), 1.0, 1.0])),
         ValueError,
-        "pos_weights must not contain NaN",
+        "pos_weights must not contain NaN or infinite values, got nan at index 1",
     ),
     (
         lambda: paired(weights=torch.tensor([1.0, float("inf"), 1.0, 1.0])),
         ValueError,
-        "weights must not contain NaN or infinite",
+        "weights must not contain NaN or infinite values, got inf at index 1",
     ),
     (
         lambda: unpaired(pos_weights=torch.ones(5)),
@@ -189,7 +189,7 @@ CASES = [
     (
         lambda: metrics.fsd_violation(x, x, v_weights=-torch.ones(4)),
         ValueError,
-        "v_weights must not contain negative values",
+        "v_weights must not contain negative values, got -1.0 at index 0",
     ),
     (
         lambda: metrics.ot_violation(torch.randn(2, 3), torch.randn(3, 3)),

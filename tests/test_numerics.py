@@ -82,9 +82,13 @@ def test_nan_reward_gives_nan_loss_by_default_and_error_when_checked():
     assert torch.isnan(aot_loss.unpaired(u, v))
     none = aot_loss.unpaired(u, v, reduction="none")
     assert torch.isnan(none[-1]) and torch.isfinite(none[:-1]).all()  # NaN sorts last
-    with pytest.raises(ValueError, match="r_pos contains NaN or infinite"):
+    with pytest.raises(
+        ValueError, match=r"r_pos contains NaN or infinite values \(check_finite=True\), got nan at index 1"
+    ):
         aot_loss.unpaired(u, v, check_finite=True)
-    with pytest.raises(ValueError, match="ref_rejected_logps contains NaN"):
+    with pytest.raises(
+        ValueError, match=r"ref_rejected_logps contains NaN or infinite values .*, got inf at index 2"
+    ):
         aot_loss.paired(v, v, v, torch.tensor([0.0, 1.0, float("inf")]), check_finite=True)
 
 
