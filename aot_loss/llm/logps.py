@@ -160,12 +160,16 @@ def _check_batch(input_ids: Tensor, attention_mask: Tensor, completion_mask: Ten
     )
     outside, first, empty = checks.tolist()  # one synchronisation
     if outside:
+        rows = (completion & ~attention).any(-1).nonzero().flatten().tolist()
         raise ValueError(
-            "completion_mask marks padding (attention_mask == 0); completion tokens must be real tokens"
+            f"completion_mask marks padding (attention_mask == 0) in row(s) {rows}; completion tokens "
+            "must be real tokens"
         )
     if first:
+        rows = completion[:, 0].nonzero().flatten().tolist()
         raise ValueError(
-            "completion_mask marks position 0, which no token predicts; every completion needs a prompt"
+            f"completion_mask marks position 0 in row(s) {rows}, which no token predicts; every "
+            "completion needs a prompt"
         )
     if empty:
         rows = (completion.sum(-1) == 0).nonzero().flatten().tolist()
