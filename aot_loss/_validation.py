@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache, partial
-from typing import Literal, cast
+from typing import Literal, NamedTuple, cast
 
 import torch
 from torch import Tensor
@@ -240,67 +240,85 @@ def check_weights(
     check_same_device({like_name: like, name: weights})
     if not weights.is_floating_point():
         weights = weights.to(torch.promote_types(like.dtype, torch.float32))
-    finite, negative = (
-        f"{name} must not contain NaN or infinite values",
-        f"{name} must not contain negative values",
-    )
-    flags = {finite: ~torch.isfinite(weights).all(), negative: (weights < 0).any()}
-    details = {
-        finite: partial(first_offender, weights, lambda w: ~torch.isfinite(w)),
-        negative: partial(first_offender, weights, lambda w: w < 0),
-    }
+    checks = [
+        Check(
+            f"{name} must not contain NaN or infinite values",
+            ~torch.isfinite(weights).all(),
+            partial(first_offender, weights, _non_finite),
+        ),
+        Check(
+            f"{name} must not contain negative values",
+            (weights < 0).any(),
+            partial(first_offender, weights, _negative),
+        ),
+    ]
     if require_mass:
-        zero_mass = f"{name} must not contain a row with zero total mass"
-        flags[zero_mass] = (weights.sum(-1) == 0).any()
-        details[zero_mass] = partial(zero_mass_rows, weights)
-    raise_on(flags, details)
+        checks.append(
+            Check(
+                f"{name} must not contain a row with zero total mass",
+                (weights.sum(-1) == 0).any(),
+                partial(zero_mass_rows, weights),
+            )
+        )
+    raise_on(checks)
     return weights
 
 
 def check_finite_values(tensors: Mapping[str, Tensor]) -> None:
     """Raise if any tensor holds NaN or +-inf (one host round trip for all of them)."""
-    message = "{} contains NaN or infinite values (check_finite=True)"
     raise_on(
-        {message.format(name): ~torch.isfinite(t).all() for name, t in tensors.items()},
-        {
-            message.format(name): partial(first_offender, t, lambda x: ~torch.isfinite(x))
-            for name, t in tensors.items()
-        },
+        Check(
+            f"{name} contains NaN or infinite values (check_finite=True)",
+            ~torch.isfinite(t).all(),
+            partial(first_offender, t, _non_finite),
+        )
+        for name, t in tensors.items()
     )
 
 
-def first_offender(t: Tensor, bad: Callable[[Tensor], Tensor]) -> str:
-    """``"got <value> at index <i>"`` for the first element of ``t`` where ``bad`` holds.
+def _non_finite(x: Tensor) -> Tensor:
+    return ~torch.isfinite(x)
 
-    Called on the error path only: it reads values from the device.
-    """
+
+def _negative(x: Tensor) -> Tensor:
+    return x < 0
+
+
+def first_offender(t: Tensor, bad: Callable[[Tensor], Tensor]) -> str:
+    """``"got <value> at index <i>"`` for the first element of ``t`` where ``bad`` holds."""
     index = bad(t.detach()).nonzero()[0].tolist()
     where = index[0] if len(index) == 1 else tuple(index)
     return f"got {t[tuple(index)].item()} at index {where}"
 
 
 def zero_mass_rows(weights: Tensor) -> str:
-    """Which rows of ``weights`` have zero total mass (error path only)."""
+    """Which rows of ``weights`` have zero total mass."""
     if weights.dim() == 1:
         return "got all zero weights"
     rows = (weights.detach().sum(-1) == 0).nonzero().flatten().tolist()
     return f"got zero mass in row(s) {rows[:8]}" + (f" and {len(rows) - 8} more" if len(rows) > 8 else "")
 
 
-def raise_on(flags: Mapping[str, Tensor], details: Mapping[str, Callable[[], str]] | None = None) -> None:
-    """Raise ValueError with the first message whose boolean flag is set.
+class Check(NamedTuple):
+    """A check of values: the message, a boolean tensor set when it fails, and a function
+    that describes the offending values. ``describe`` reads the device, so it runs only when
+    the check fails: a passing call costs one synchronisation for all its checks."""
 
-    ``details`` maps a message to a function that describes the offending value; it runs only
-    when that message is raised, so the passing path keeps its single synchronisation.
-    """
-    if not flags:
+    message: str
+    failed: Tensor
+    describe: Callable[[], str] | None = None
+
+
+def raise_on(checks: Iterable[Check]) -> None:
+    """Raise ValueError with the message of the first failed check, and its description."""
+    checks = list(checks)
+    if not checks:
         return
     if torch.compiler.is_compiling():
-        for message, bad in flags.items():
-            torch._assert_async(~bad, message)
+        for check in checks:
+            torch._assert_async(~check.failed, check.message)
         return
-    values = torch.stack(list(flags.values())).tolist()  # one synchronisation for all checks
-    for message, bad in zip(flags, values, strict=True):
+    failed = torch.stack([check.failed for check in checks]).tolist()  # one synchronisation for all
+    for check, bad in zip(checks, failed, strict=True):
         if bad:
-            detail = details.get(message) if details else None
-            raise ValueError(f"{message}, {detail()}" if detail else message)
+            raise ValueError(f"{check.message}, {check.describe()}" if check.describe else check.message)
