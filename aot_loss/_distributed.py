@@ -18,14 +18,13 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from functools import partial
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from ._validation import Check, Options, raise_on, zero_mass_rows
+from ._validation import Options, raise_on, zero_mass_check
 
 GROUP_CHOICES = "None, 'world' or a torch.distributed.ProcessGroup"
 
@@ -148,15 +147,7 @@ def gather(
     gu_weights = gw[0] if layout[0] else None
     gv_weights = gu_weights if shared else (gw[-1] if layout[1] else None)
     weights = {names[2]: gu_weights, names[3]: gv_weights}
-    raise_on(
-        Check(
-            f"{name} must not contain a row with zero total mass over the group",
-            (w.sum(-1) == 0).any(),
-            partial(zero_mass_rows, w),
-        )
-        for name, w in weights.items()
-        if w is not None
-    )
+    raise_on(zero_mass_check(name, w, " over the group") for name, w in weights.items() if w is not None)
     return gu, gv, gu_weights, gv_weights
 
 

@@ -244,22 +244,16 @@ def check_weights(
         Check(
             f"{name} must not contain NaN or infinite values",
             ~torch.isfinite(weights).all(),
-            partial(first_offender, weights, _non_finite),
+            partial(_first_offender, weights, _non_finite),
         ),
         Check(
             f"{name} must not contain negative values",
             (weights < 0).any(),
-            partial(first_offender, weights, _negative),
+            partial(_first_offender, weights, _negative),
         ),
     ]
     if require_mass:
-        checks.append(
-            Check(
-                f"{name} must not contain a row with zero total mass",
-                (weights.sum(-1) == 0).any(),
-                partial(zero_mass_rows, weights),
-            )
-        )
+        checks.append(zero_mass_check(name, weights))
     raise_on(checks)
     return weights
 
@@ -270,7 +264,7 @@ def check_finite_values(tensors: Mapping[str, Tensor]) -> None:
         Check(
             f"{name} contains NaN or infinite values (check_finite=True)",
             ~torch.isfinite(t).all(),
-            partial(first_offender, t, _non_finite),
+            partial(_first_offender, t, _non_finite),
         )
         for name, t in tensors.items()
     )
@@ -284,14 +278,23 @@ def _negative(x: Tensor) -> Tensor:
     return x < 0
 
 
-def first_offender(t: Tensor, bad: Callable[[Tensor], Tensor]) -> str:
+def _first_offender(t: Tensor, bad: Callable[[Tensor], Tensor]) -> str:
     """``"got <value> at index <i>"`` for the first element of ``t`` where ``bad`` holds."""
     index = bad(t.detach()).nonzero()[0].tolist()
     where = index[0] if len(index) == 1 else tuple(index)
     return f"got {t[tuple(index)].item()} at index {where}"
 
 
-def zero_mass_rows(weights: Tensor) -> str:
+def zero_mass_check(name: str, weights: Tensor, scope: str = "") -> Check:
+    """Fails when a row of ``weights`` has zero total mass; its description names the rows."""
+    return Check(
+        f"{name} must not contain a row with zero total mass{scope}",
+        (weights.sum(-1) == 0).any(),
+        partial(_zero_mass_rows, weights),
+    )
+
+
+def _zero_mass_rows(weights: Tensor) -> str:
     """Which rows of ``weights`` have zero total mass."""
     if weights.dim() == 1:
         return "got all zero weights"
