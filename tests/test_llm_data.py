@@ -176,6 +176,14 @@ def test_unpaired_collator():
         (lambda: PairedCollator(make_tokenizer())([{"prompt": "the", "chosen": "cat"}]), ValueError, r"row 0 has no 'rejected' \(it has \['chosen', 'prompt'\]\)"),
         (lambda: UnpairedCollator(make_tokenizer())([{"prompt": "the", "completion": "cat", "label": 1}]), TypeError, r"row 0: label must be a bool \(True: desirable\), got 1"),
         (lambda: UnpairedCollator(make_tokenizer(), padding_side="up"), ValueError, r"padding_side must be 'right' or 'left', got 'up'"),
+        (lambda: UnpairedCollator(make_tokenizer(), max_length=0), ValueError, r"max_length must be a positive int or None, got 0"),
+        (lambda: tokenize_completion(make_tokenizer(), "", "cat"), ValueError, r"the prompt has no token \(an empty prompt, and a tokenizer that adds no BOS\)"),
+        (lambda: tokenize_completion(make_tokenizer(), "the", None), TypeError, r"completion must be a str, got NoneType"),
+        (lambda: tokenize_completion(make_tokenizer(chat=True), 7, "cat"), TypeError, r"prompt must be a str or a list of chat messages, got int"),
+        (lambda: pad_batch([([1], [2]), ([3], [])], 0), ValueError, r"sequence 1 has an empty completion"),
+        (lambda: pad_batch([([], [2])], 0), ValueError, r"sequence 0 has an empty prompt"),
+        (lambda: pad_batch([([1], [2])], None), TypeError, r"pad_token_id must be an int, got None"),
+        (lambda: PairedCollator(make_tokenizer())([{"prompt": "the", "chosen": "cat", "rejected": "dog", "key": 0}, {"prompt": "the", "chosen": "cat", "rejected": "dog"}]), ValueError, r"row\(s\) \[1\] have no 'key' while others do"),
     ],
 )  # fmt: skip
 def test_bad_data_gets_clear_errors(call, error, message):

@@ -63,9 +63,11 @@ def tokenize_completion(
         >>> tokenize_completion(tokenizer, "the cat", "sat on the mat", max_length=5)
         ([4, 5], [6, 7, 4])
     """
-    for name, limit in (("max_length", max_length), ("max_prompt_length", max_prompt_length)):
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise ValueError(f"{name} must be a positive int or None, got {limit!r}")
+    _check_limits(max_length, max_prompt_length)
+    if not isinstance(completion, str):
+        raise TypeError(f"completion must be a str, got {type(completion).__name__}")
+    if not isinstance(prompt, (str, list, tuple)):
+        raise TypeError(f"prompt must be a str or a list of chat messages, got {type(prompt).__name__}")
     if getattr(tokenizer, "chat_template", None):
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
         prompt_text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -91,6 +93,11 @@ def tokenize_completion(
         prompt_ids = prompt_ids[-max_prompt_length:]
     if max_length is not None:
         completion_ids = completion_ids[: max(max_length - len(prompt_ids), 0)]
+    if not prompt_ids:
+        raise ValueError(
+            "the prompt has no token (an empty prompt, and a tokenizer that adds no BOS), so nothing "
+            "predicts the completion's first token"
+        )
     if not completion_ids:
         raise ValueError(
             f"the completion has no token left (prompt: {len(prompt_ids)} tokens, max_length={max_length}); "
@@ -119,8 +126,16 @@ def pad_batch(
     """
     if padding_side not in ("right", "left"):
         raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
+    if isinstance(pad_token_id, bool) or not isinstance(pad_token_id, int):
+        raise TypeError(f"pad_token_id must be an int, got {pad_token_id!r}")
     if not sequences:
         raise ValueError("pad_batch needs at least one sequence")
+    for i, (prompt, completion) in enumerate(sequences):
+        if not prompt or not completion:
+            part = "prompt" if not prompt else "completion"
+            raise ValueError(
+                f"sequence {i} has an empty {part}; every sequence needs a prompt and a completion"
+            )
     width = max(len(p) + len(c) for p, c in sequences)
     rows: dict[str, list[list[int]]] = {"input_ids": [], "attention_mask": [], "completion_mask": []}
     for prompt, completion in sequences:
@@ -150,6 +165,7 @@ class _Collator:
             raise ValueError("the tokenizer has neither a pad token nor an EOS token to pad with")
         if padding_side not in ("right", "left"):
             raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
+        _check_limits(max_length, max_prompt_length)
         self.tokenizer, self.pad_token_id, self.padding_side = tokenizer, pad, padding_side
         self.max_length, self.max_prompt_length = max_length, max_prompt_length
 
@@ -167,7 +183,12 @@ class _Collator:
             for i, row in enumerate(rows)
         ]
         batch: dict[str, Any] = dict(pad_batch(pairs, self.pad_token_id, self.padding_side))
-        if all("key" in row for row in rows):  # for a ReferenceCache
+        keyless = [i for i, row in enumerate(rows) if "key" not in row]
+        if keyless and len(keyless) < len(rows):
+            raise ValueError(
+                f"row(s) {keyless[:5]} have no 'key' while others do; give every row a key or none"
+            )
+        if not keyless:  # for a ReferenceCache
             batch["keys"] = [(row["key"], key_suffix) if key_suffix else row["key"] for row in rows]
         return batch
 
@@ -233,6 +254,12 @@ class UnpairedCollator(_Collator):
             if not isinstance(label, bool):
                 raise TypeError(f"row {i}: label must be a bool (True: desirable), got {label!r}")
         return self._batch(rows, "completion"), torch.tensor(labels, dtype=torch.bool)
+
+
+def _check_limits(max_length: int | None, max_prompt_length: int | None) -> None:
+    for name, limit in (("max_length", max_length), ("max_prompt_length", max_prompt_length)):
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ValueError(f"{name} must be a positive int or None, got {limit!r}")
 
 
 def _field(row: Mapping[str, Any], name: str, index: int) -> Any:
