@@ -162,6 +162,7 @@ def _bad(**overrides):
         (_bad(input_ids=torch.zeros(4, 1, dtype=torch.long), attention_mask=torch.ones(4, 1), completion_mask=torch.zeros(4, 1)), {}, ValueError, r"at least one sequence of two tokens"),
         (_bad(), {"chunk_size": 0}, ValueError, r"chunk_size must be a positive int or None, got 0"),
         (_bad(), {"chunk_size": 2.0}, ValueError, r"chunk_size must be a positive int or None, got 2.0"),
+        (_bad(), {"average": "yes"}, TypeError, r"average must be a bool, got 'yes'"),
     ],
 )  # fmt: skip
 def test_bad_batches_get_clear_errors(args, kwargs, error, message):

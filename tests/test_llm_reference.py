@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from test_llm_logps import SEQUENCES, batch, tiny_model
@@ -94,6 +95,11 @@ def test_cached_reference_equals_the_live_reference_and_round_trips():
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
     out = unpaired_loss(cached, as_batch(keys=keys), torch.tensor([True, True, False, False]), beta=0.5)
     torch.testing.assert_close(out.chosen_rewards, want[:2].detach(), rtol=1e-12, atol=1e-12)
+
+
+def test_cache_values_may_be_any_real_scalar():
+    cache = ReferenceCache({"a": -1, "b": np.float32(-2.5), "c": torch.tensor(-3.25)})
+    assert cache.lookup(["c", "b", "a"]).tolist() == [-3.25, -2.5, -1.0]
 
 
 def test_an_explicit_reference_model():
@@ -200,6 +206,14 @@ def _model():
         (lambda: unpaired_loss(_model(), {"input_ids": as_batch()["input_ids"]}, torch.tensor([True] * 4)), ValueError, r"a batch needs 'attention_mask'"),
         (lambda: paired_loss(_model(), as_batch(), as_batch(sequences=SEQUENCES[:3])), ValueError, r"chosen and rejected must have the same number of rows \(pairs\), got 4 and 3"),
         (lambda: paired_loss(_model(), as_batch(), as_batch(), beta=-1.0), ValueError, r"beta must be a finite number > 0, got -1.0"),
+        (lambda: paired_loss(_model(), as_batch() | {"attention_mask": torch.ones(4, 9, dtype=torch.long)}, as_batch()), ValueError, r"attention_mask must have the shape of input_ids \(4, 7\), got \(4, 9\)"),
+        (lambda: unpaired_loss(_model(), as_batch(), torch.tensor([True, False] * 2), weights=torch.ones(5)), ValueError, r"weights must have shape \(4,\), one per sequence, got \(5,\)"),
+        (lambda: unpaired_loss(_model(), as_batch(), torch.tensor([True, False] * 2), weights=[1.0] * 4), TypeError, r"weights must be a torch.Tensor or None, got list"),
+        (lambda: PolicyWithReference(tiny_model("gpt2"), chunk_size=0), ValueError, r"chunk_size must be a positive int or None, got 0"),
+        (lambda: PolicyWithReference(tiny_model("gpt2"), average=1), TypeError, r"average must be a bool, got 1"),
+        (lambda: ReferenceCache({"a": "-1.5"}), TypeError, r"ReferenceCache values must be real numbers, got '-1.5' for key 'a'"),
+        (lambda: ReferenceCache({"a": -1.0, "b": float("nan")}), ValueError, r"must be finite log-probabilities, got nan for key 'b'"),
+        (lambda: ReferenceCache().load_state_dict({"keys": ["a"], "logps": torch.tensor([float("-inf")])}), ValueError, r"got -inf for key 'a'"),
     ],
 )  # fmt: skip
 def test_bad_inputs_get_clear_errors(call, error, message):

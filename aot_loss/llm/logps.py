@@ -80,11 +80,8 @@ def sequence_logps(
         >>> torch.allclose(logps, sequence_logps(model, ids, attention, completion, chunk_size=3))
         True
     """
+    check_options(average=average, chunk_size=chunk_size)
     _check_batch(input_ids, attention_mask, completion_mask)
-    if chunk_size is not None and (
-        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
-    ):
-        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
     # Token t is scored from position t - 1: targets are tokens 1..T-1.
     scored = completion_mask[:, 1:].bool()
     targets = input_ids[:, 1:][scored]
@@ -137,7 +134,18 @@ def _check_chunkable(model: Any) -> None:
             raise TypeError(f"chunk_size needs model.{method}(), which {type(model).__name__} lacks")
 
 
-def _check_batch(input_ids: Tensor, attention_mask: Tensor, completion_mask: Tensor) -> None:
+def check_options(*, average: bool = False, chunk_size: int | None = None) -> None:
+    """Validate the options that `sequence_logps` shares with the objects that call it."""
+    if not isinstance(average, bool):
+        raise TypeError(f"average must be a bool, got {average!r}")
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+    ):
+        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+
+
+def check_shapes(input_ids: Tensor, attention_mask: Tensor, completion_mask: Tensor) -> None:
+    """Three 2-D tensors of one shape (metadata only: no synchronisation)."""
     tensors = {"input_ids": input_ids, "attention_mask": attention_mask, "completion_mask": completion_mask}
     for name, t in tensors.items():
         if not isinstance(t, Tensor):
@@ -148,6 +156,10 @@ def _check_batch(input_ids: Tensor, attention_mask: Tensor, completion_mask: Ten
             raise ValueError(
                 f"{name} must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(t.shape)}"
             )
+
+
+def _check_batch(input_ids: Tensor, attention_mask: Tensor, completion_mask: Tensor) -> None:
+    check_shapes(input_ids, attention_mask, completion_mask)
     if input_ids.is_floating_point() or input_ids.is_complex() or input_ids.dtype == torch.bool:
         raise TypeError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype}")
     if input_ids.shape[0] == 0 or input_ids.shape[1] < 2:

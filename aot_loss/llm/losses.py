@@ -174,6 +174,11 @@ def unpaired_loss(
             (desirable.dtype, tuple(desirable.shape)) if isinstance(desirable, Tensor) else type(desirable)
         )
         raise ValueError(f"desirable must be a bool tensor of shape ({ids.shape[0]},), got {shown}")
+    if weights is not None and not isinstance(weights, Tensor):
+        raise TypeError(f"weights must be a torch.Tensor or None, got {type(weights).__name__}")
+    if weights is not None and weights.shape != desirable.shape:
+        shape = tuple(weights.shape)
+        raise ValueError(f"weights must have shape ({ids.shape[0]},), one per sequence, got {shape}")
     desirable = desirable.to(ids.device)
     rewards = model.rewards(*_tensors(batch), keys=batch.get("keys"), micro_batch_size=micro_batch_size)
     r_pos, r_neg = rewards[desirable], rewards[~desirable]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import math
+import numbers
 from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -10,7 +12,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from .logps import sequence_logps
+from .logps import check_options, check_shapes, sequence_logps
 
 __all__ = ["PolicyWithReference", "ReferenceCache"]
 
@@ -37,7 +39,7 @@ class ReferenceCache:
     """
 
     def __init__(self, logps: Mapping[Hashable, float] | None = None) -> None:
-        self._logps: dict[Hashable, float] = dict(logps or {})
+        self._logps: dict[Hashable, float] = {key: _logp(key, value) for key, value in (logps or {}).items()}
 
     @classmethod
     @torch.no_grad()
@@ -59,7 +61,8 @@ class ReferenceCache:
             for batch in batches:
                 keys = _keys(batch)
                 values = sequence_logps(reference, *_tensors(batch), average=average, chunk_size=chunk_size)
-                cache._logps.update(zip(keys, values.double().tolist(), strict=True))
+                pairs = zip(keys, values.double().tolist(), strict=True)
+                cache._logps.update((key, _logp(key, value)) for key, value in pairs)
         return cache
 
     def lookup(self, keys: Sequence[Hashable]) -> Tensor:
@@ -81,7 +84,8 @@ class ReferenceCache:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self._logps = dict(zip(state["keys"], state["logps"].tolist(), strict=True))
+        logps = dict(zip(state["keys"], state["logps"].tolist(), strict=True))
+        self._logps = {key: _logp(key, value) for key, value in logps.items()}
 
 
 class PolicyWithReference(nn.Module):
@@ -141,6 +145,7 @@ class PolicyWithReference(nn.Module):
         average: bool = False,
         chunk_size: int | None = None,
     ) -> None:
+        check_options(average=average, chunk_size=chunk_size)
         super().__init__()
         self.policy = policy
         self.average, self.chunk_size = average, chunk_size
@@ -315,11 +320,26 @@ def _adapters_disabled(policy: nn.Module, disable: bool) -> Iterator[None]:
         yield
 
 
+def _logp(key: Hashable, value: Any) -> float:
+    """A cached log-probability as a float; anything else would poison every loss that reads it."""
+    number = isinstance(value, numbers.Real) or (isinstance(value, Tensor) and value.numel() == 1)
+    if isinstance(value, bool) or not number:
+        raise TypeError(f"ReferenceCache values must be real numbers, got {value!r} for key {key!r}")
+    logp = float(value)
+    if not math.isfinite(logp):
+        raise ValueError(
+            f"ReferenceCache values must be finite log-probabilities, got {logp} for key {key!r}"
+        )
+    return logp
+
+
 def _tensors(batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
     for name in ("input_ids", "attention_mask", "completion_mask"):
         if name not in batch:
             raise ValueError(f"a batch needs '{name}', got keys {sorted(batch)}")
-    return batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
+    tensors = batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
+    check_shapes(*tensors)  # before any padding or concatenation could hide a mismatch
+    return tensors
 
 
 def _keys(batch: Batch) -> list[Hashable]:
