@@ -79,10 +79,20 @@ def test_aot_options_reach_the_loss(options, smoothing, tmp_path):
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
-def test_label_smoothing_with_another_cost_is_refused(tmp_path):
-    trainer = make_trainer(AOTDPOTrainer, "aot", tmp_path, aot_options={"loss": "hinge"})
-    with pytest.raises(ValueError, match=r"label_smoothing=0.1 applies to loss='logistic' only"):
-        trainer.compute_loss(trainer.model, first_batch(trainer))
+@pytest.mark.parametrize(
+    ("loss_type", "options", "chunk_size", "error", "message"),
+    [
+        ("aot", {"loss": "hinge"}, None, ValueError, r"label_smoothing=0.1 applies to loss='logistic' only"),
+        ("aot", {"sort": "soft", "soft_strength": -1.0}, None, ValueError, r"soft_strength must be .*, got -1.0"),
+        ("aot", {"pos_weights": torch.ones(4)}, None, ValueError, r"aot_options got an unknown option 'pos_weights'; the options are \('loss', "),
+        ("aot_unpaired", {"backend": "cuda"}, None, ValueError, r"backend must be one of \('auto', 'torch', 'native'\), got 'cuda'"),
+        ("sigmoid", {"loss": "hinge"}, None, ValueError, r"aot_options apply to loss_type 'aot' or 'aot_unpaired' alone, got loss_type=\['sigmoid'\]"),
+        ("aot", {}, 0, ValueError, r"chunk_size must be a positive int or None, got 0"),
+    ],
+)  # fmt: skip
+def test_bad_options_fail_when_built(loss_type, options, chunk_size, error, message, tmp_path):
+    with pytest.raises(error, match=message):
+        make_trainer(AOTDPOTrainer, loss_type, tmp_path, aot_options=options, chunk_size=chunk_size)
 
 
 @pytest.mark.parametrize("loss_type", ["aot", "aot_unpaired"])

@@ -6,6 +6,7 @@ Importing this module needs ``trl`` (``pip install trl``); nothing else in aot_l
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,13 +15,22 @@ from torch import Tensor
 from trl import DPOTrainer
 
 from .. import metrics as dominance
+from .._validation import check_options as check_loss_options
 from ..functional import paired, unpaired
-from .logps import sequence_logps
+from .logps import check_options, sequence_logps
 
 __all__ = ["AOTDPOTrainer"]
 
 _AOT_LOSS_TYPES = ("aot", "aot_unpaired")
 _OWN_OPTIONS = ("beta", "label_smoothing")  # taken from the trainer's DPOConfig
+# What aot_options may set: the loss functions' keyword options but those above and the weights.
+_DEFAULTS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(unpaired).parameters.items()
+    if parameter.kind is parameter.KEYWORD_ONLY and not name.endswith("weights")
+    and name not in (*_OWN_OPTIONS, "reduction")
+}  # fmt: skip
+_AOT_OPTIONS = tuple(_DEFAULTS)
 
 
 class AOTDPOTrainer(DPOTrainer):
@@ -47,7 +57,9 @@ class AOTDPOTrainer(DPOTrainer):
     Args:
         *args: as for `trl.DPOTrainer`.
         aot_options: keyword options of the aot-loss function: any but `beta` and
-            `label_smoothing` (from the config) and `reduction` (always `"mean"`).
+            `label_smoothing` (from the config), `reduction` (always `"mean"`) and the
+            weights. They are validated here, with the config's `beta` and
+            `label_smoothing`, and only for an AOT `loss_type`.
         chunk_size: LM-head chunk for the policy's and reference's log-probabilities.
         **kwargs: as for `trl.DPOTrainer`.
 
@@ -77,17 +89,36 @@ class AOTDPOTrainer(DPOTrainer):
         **kwargs: Any,
     ) -> None:
         options = dict(aot_options or {})
-        for name in (*_OWN_OPTIONS, "reduction"):
-            if name in options:
+        for name in options:
+            if name in (*_OWN_OPTIONS, "reduction"):
                 source = "the DPOConfig" if name in _OWN_OPTIONS else "'mean' (a training loss is a scalar)"
                 raise ValueError(f"aot_options must not set {name!r}: it comes from {source}")
+            if name not in _AOT_OPTIONS:
+                raise ValueError(
+                    f"aot_options got an unknown option {name!r}; the options are {_AOT_OPTIONS}"
+                )
+        check_options(chunk_size=chunk_size)
         super().__init__(*args, **kwargs)
         self.aot_options, self.aot_chunk_size = options, chunk_size
+        if not self._computes_aot():
+            if options:
+                raise ValueError(
+                    "aot_options apply to loss_type 'aot' or 'aot_unpaired' alone, "
+                    f"got loss_type={self.loss_types!r}"
+                )
+            return
+        # Fail now, not at the first step: the options as the loss will validate them.
+        merged = {**_DEFAULTS, **options, "beta": self.beta, "label_smoothing": self.label_smoothing}
+        del merged["group"]  # resolved against the process group at the first step
+        check_loss_options(**merged, reduction="mean")
+
+    def _computes_aot(self) -> bool:
+        return list(self.loss_types) in ([t] for t in _AOT_LOSS_TYPES)
 
     def compute_loss(
         self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
     ) -> Any:
-        if list(self.loss_types) not in ([t] for t in _AOT_LOSS_TYPES):
+        if not self._computes_aot():
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         # As in TRL, a completion token at position 0 (an empty prompt) is not scored: nothing predicts it.
         completion = inputs["completion_mask"].clone()
