@@ -1,10 +1,10 @@
-"""AOT losses as ``nn.Module``s. Options are validated once, in ``__init__``; ``forward`` runs
-the same code as :mod:`aot_loss.functional`.
+"""AOT losses as ``nn.Module``s. Options are validated in ``__init__`` and whenever one is set
+again; ``forward`` runs the same code as :mod:`aot_loss.functional`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from torch import Tensor, nn
 
@@ -16,6 +16,13 @@ if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
 
 __all__ = ["PairedAOTLoss", "UnpairedAOTLoss"]
+
+
+# The options of check_options, in its order; the Modules hold them as attributes.
+_OPTIONS = (
+    "loss", "beta", "label_smoothing", "reduction", "check_finite", "backend", "sort", "soft_strength",
+    "soft_backend",
+)  # fmt: skip
 
 
 class _AOTLoss(nn.Module):
@@ -34,14 +41,24 @@ class _AOTLoss(nn.Module):
         group: Literal["world"] | ProcessGroup | None = None,
     ) -> None:
         super().__init__()
-        self._options = check_options(
-            loss, beta, label_smoothing, reduction, check_finite, backend, sort, soft_strength, soft_backend
-        )
-        check_group(group)  # resolved at each call: the process group may be initialised later
         self.group = group
         self.loss, self.beta, self.label_smoothing = loss, beta, label_smoothing
         self.reduction, self.check_finite, self.backend = reduction, check_finite, backend
         self.sort, self.soft_strength, self.soft_backend = sort, soft_strength, soft_backend
+        self._options = check_options(*(getattr(self, name) for name in _OPTIONS))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # An option set after construction (a beta schedule: `criterion.beta = 0.05`) is
+        # validated now and takes effect at the next call; a bad value changes nothing.
+        if name in _OPTIONS and "_options" in self.__dict__:
+            values = [value if option == name else getattr(self, option) for option in _OPTIONS]
+            options: Any = check_options(*values)  # Any: Module.__setattr__ is typed for tensors
+            super().__setattr__(name, value)
+            super().__setattr__("_options", options)
+            return
+        if name == "group":
+            check_group(value)  # resolved at each call: the process group may be initialised later
+        super().__setattr__(name, value)
 
     def extra_repr(self) -> str:
         loss = self.loss if isinstance(self.loss, str) else getattr(self.loss, "__name__", "callable")
@@ -68,9 +85,11 @@ class UnpairedAOTLoss(_AOTLoss):
     $$
 
     The options (`loss`, `beta`, `label_smoothing`, `reduction`, `check_finite`, `backend`,
-    `sort`, `soft_strength`, `soft_backend`, `group`) are given to the constructor, validated once,
-    and mean what they mean for the function; the per-batch masses `pos_weights`/`neg_weights`
-    are given to `forward`. Results are identical to the function's.
+    `sort`, `soft_strength`, `soft_backend`, `group`) are given to the constructor and mean
+    what they mean for the function; the per-batch masses `pos_weights`/`neg_weights` are
+    given to `forward`. Results are identical to the function's. Each option is an attribute:
+    setting one (`criterion.beta = 0.05`, for a schedule) validates it at once and takes
+    effect at the next call.
 
     Shape:
         - `r_pos`: $(n,)$ or $(G, n)$; `r_neg`: $(m,)$ or $(G, m)$.
@@ -106,6 +125,8 @@ class PairedAOTLoss(_AOTLoss):
     $$
 
     Options (`group` included) go to the constructor, the per-pair `weights` to `forward`.
+    As for [`UnpairedAOTLoss`][aot_loss.UnpairedAOTLoss], setting an option attribute
+    validates it and takes effect at the next call.
 
     Shape:
         - The four log-probability tensors: $(n,)$ or $(G, n)$, all the same.

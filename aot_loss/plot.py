@@ -7,7 +7,8 @@ r"""The paper's Figure 1 views: quantile curves with the violation of dominance 
 
 Both draw on a standalone `matplotlib.figure.Figure` (no pyplot, no display, no change to
 the global backend), return it, and write a PNG when given a path. Needs matplotlib:
-`pip install "aot-loss[plot]"`.
+`pip install "aot-loss[plot]"`. As in `aot_loss.metrics`, a NaN sample sorts last: its
+curve breaks off at the top levels and the panel's violation reads `nan`.
 """
 
 from __future__ import annotations
@@ -134,7 +135,12 @@ def _named_pairs(pairs: object) -> dict[str, Pair]:
     for name, pair in items:
         where = f" for {name!r}" if name else ""
         if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
-            raise TypeError(f"expected a pair (u, v) of tensors{where}, got {type(pair).__name__}")
+            got = (
+                f"a {type(pair).__name__} of {len(pair)}"
+                if isinstance(pair, (tuple, list))
+                else type(pair).__name__
+            )
+            raise TypeError(f"expected a pair (u, v) of tensors{where}, got {got}")
         u, v = _as_tensor(pair[0]), _as_tensor(pair[1])
         if u.dim() != 1 or v.dim() != 1:
             raise ValueError(f"expected 1-D samples{where}, got shapes {tuple(u.shape)} and {tuple(v.shape)}")

@@ -88,6 +88,7 @@ def test_aot_options_reach_the_loss(options, smoothing, tmp_path):
         ("aot_unpaired", {"backend": "cuda"}, None, ValueError, r"backend must be one of \('auto', 'torch', 'native'\), got 'cuda'"),
         ("sigmoid", {"loss": "hinge"}, None, ValueError, r"aot_options apply to loss_type 'aot' or 'aot_unpaired' alone, got loss_type=\['sigmoid'\]"),
         ("aot", {}, 0, ValueError, r"chunk_size must be a positive int or None, got 0"),
+        ("aot", {"group": "all"}, None, ValueError, r"group must be .*, got 'all'"),
     ],
 )  # fmt: skip
 def test_bad_options_fail_when_built(loss_type, options, chunk_size, error, message, tmp_path):

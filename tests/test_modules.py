@@ -38,6 +38,38 @@ def test_module_repr_and_no_parameters():
     assert "label_smoothing=0.1" in repr(aot_loss.PairedAOTLoss(label_smoothing=0.1))
 
 
+def test_an_option_set_after_construction_takes_effect_at_the_next_call():
+    """A beta schedule: `criterion.beta = b` gives the function's value at beta = b."""
+    u, v = torch.randn(9), torch.randn(6)
+    module = aot_loss.UnpairedAOTLoss(beta=0.1)
+    for beta in (0.3, 1.5):
+        module.beta = beta
+        torch.testing.assert_close(module(u, v), aot_loss.unpaired(u, v, beta=beta), rtol=0, atol=0)
+    module.label_smoothing, module.reduction = 0.2, "none"
+    want = aot_loss.unpaired(u, v, beta=1.5, label_smoothing=0.2, reduction="none")
+    torch.testing.assert_close(module(u, v), want, rtol=0, atol=0)
+    assert "beta=1.5" in repr(module) and "label_smoothing=0.2" in repr(module)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "error", "message"),
+    [
+        ("beta", -1.0, ValueError, r"beta must be a finite number > 0, got -1.0"),
+        ("loss", "hinge", ValueError, r"label_smoothing=0.1 applies to loss='logistic' only"),
+        ("sort", "bubble", ValueError, r"sort must be one of \('hard', 'soft'\), got 'bubble'"),
+        ("group", 3, TypeError, r"group must be .*, got 3"),
+    ],
+)
+def test_a_bad_option_set_after_construction_raises_and_changes_nothing(name, value, error, message):
+    u, v = torch.randn(5), torch.randn(5)
+    module = aot_loss.PairedAOTLoss(beta=0.2, label_smoothing=0.1)
+    with pytest.raises(error, match=message):
+        setattr(module, name, value)
+    assert module.beta == 0.2 and module.loss == "logistic" and module.sort == "hard" and module.group is None
+    want = aot_loss.paired(u, v, v, u, beta=0.2, label_smoothing=0.1)
+    torch.testing.assert_close(module(u, v, v, u), want, rtol=0, atol=0)
+
+
 def test_module_trains_a_scorer_towards_dominance():
     """A linear scorer trained with the module separates two Gaussian clouds by quantiles."""
     torch.manual_seed(0)

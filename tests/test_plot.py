@@ -62,7 +62,7 @@ def test_single_pair_arrays_and_lists():
     [
         ({}, ValueError, "nothing to plot: the mapping of models is empty"),
         ({"a": torch.randn(3)}, TypeError, "expected a pair \\(u, v\\) of tensors for 'a', got Tensor"),
-        ((torch.randn(3),), TypeError, "expected a pair \\(u, v\\) of tensors, got tuple"),
+        ((torch.randn(3),), TypeError, "expected a pair \\(u, v\\) of tensors, got a tuple of 1"),
         ((torch.randn(3), "abc"), TypeError, "expected a tensor or an array of samples, got str"),
         (
             (torch.randn(3), torch.randn(2, 2)),

@@ -15,6 +15,7 @@ from torch import Tensor
 from trl import DPOTrainer
 
 from .. import metrics as dominance
+from .._distributed import check_group
 from .._validation import check_options as check_loss_options
 from ..functional import paired, unpaired
 from .logps import check_options, sequence_logps
@@ -109,7 +110,7 @@ class AOTDPOTrainer(DPOTrainer):
             return
         # Fail now, not at the first step: the options as the loss will validate them.
         merged = {**_DEFAULTS, **options, "beta": self.beta, "label_smoothing": self.label_smoothing}
-        del merged["group"]  # resolved against the process group at the first step
+        check_group(merged.pop("group"))  # its type; the group itself is resolved at each step
         check_loss_options(**merged, reduction="mean")
 
     def _computes_aot(self) -> bool:
