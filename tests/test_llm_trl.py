@@ -89,6 +89,7 @@ def test_aot_options_reach_the_loss(options, smoothing, tmp_path):
         ("sigmoid", {"loss": "hinge"}, None, ValueError, r"aot_options apply to loss_type 'aot' or 'aot_unpaired' alone, got loss_type=\['sigmoid'\]"),
         ("aot", {}, 0, ValueError, r"chunk_size must be a positive int or None, got 0"),
         ("aot", {"group": "all"}, None, ValueError, r"group must be .*, got 'all'"),
+        ("aot_pair", {}, None, ValueError, r"loss_type 'aot_pair' is TRL's old name \(before 0.28\) for the unpaired loss, now 'aot_unpaired'"),
     ],
 )  # fmt: skip
 def test_bad_options_fail_when_built(loss_type, options, chunk_size, error, message, tmp_path):

@@ -101,6 +101,11 @@ class AOTDPOTrainer(DPOTrainer):
         check_options(chunk_size=chunk_size)
         super().__init__(*args, **kwargs)
         self.aot_options, self.aot_chunk_size = options, chunk_size
+        if "aot_pair" in self.loss_types:  # TRL would only fail at the first step, without a hint
+            raise ValueError(
+                "loss_type 'aot_pair' is TRL's old name (before 0.28) for the unpaired loss, now "
+                "'aot_unpaired'; the paired loss (the paper's AOT_pair) is 'aot'"
+            )
         if not self._computes_aot():
             if options:
                 raise ValueError(
