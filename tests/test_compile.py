@@ -76,3 +76,13 @@ def test_weight_checks_still_fire_under_compile():
     assert torch.isfinite(fn(u, v, torch.ones(4)))
     with pytest.raises(RuntimeError, match="pos_weights must not contain negative values"):
         fn(u, v, torch.tensor([1.0, -1.0, 1.0, 1.0]))
+
+
+def test_a_compiled_module_follows_an_option_set_between_calls():
+    module = aot_loss.UnpairedAOTLoss(beta=0.1)
+    compiled = torch.compile(module, fullgraph=True, backend="aot_eager")
+    u, v = torch.randn(8), torch.randn(6)
+    for options in ({"beta": 0.1}, {"beta": 2.0}, {"beta": 2.0, "loss": "least_squares"}):
+        for name, value in options.items():
+            setattr(module, name, value)
+        torch.testing.assert_close(compiled(u, v), aot_loss.unpaired(u, v, **options), rtol=0, atol=0)
