@@ -4,6 +4,7 @@ again; ``forward`` runs the same code as :mod:`aot_loss.functional`.
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any, Literal
 
 from torch import Tensor, nn
@@ -18,11 +19,8 @@ if TYPE_CHECKING:
 __all__ = ["PairedAOTLoss", "UnpairedAOTLoss"]
 
 
-# The options of check_options, in its order; the Modules hold them as attributes.
-_OPTIONS = (
-    "loss", "beta", "label_smoothing", "reduction", "check_finite", "backend", "sort", "soft_strength",
-    "soft_backend",
-)  # fmt: skip
+# The options that check_options validates together; the Modules hold them as attributes.
+_OPTIONS = tuple(inspect.signature(check_options).parameters)
 
 
 class _AOTLoss(nn.Module):
@@ -45,14 +43,14 @@ class _AOTLoss(nn.Module):
         self.loss, self.beta, self.label_smoothing = loss, beta, label_smoothing
         self.reduction, self.check_finite, self.backend = reduction, check_finite, backend
         self.sort, self.soft_strength, self.soft_backend = sort, soft_strength, soft_backend
-        self._options = check_options(*(getattr(self, name) for name in _OPTIONS))
+        self._options = check_options(**{name: getattr(self, name) for name in _OPTIONS})
 
     def __setattr__(self, name: str, value: Any) -> None:
         # An option set after construction (a beta schedule: `criterion.beta = 0.05`) is
         # validated now and takes effect at the next call; a bad value changes nothing.
         if name in _OPTIONS and "_options" in self.__dict__:
-            values = [value if option == name else getattr(self, option) for option in _OPTIONS]
-            options: Any = check_options(*values)  # Any: Module.__setattr__ is typed for tensors
+            values = {option: getattr(self, option) for option in _OPTIONS} | {name: value}
+            options: Any = check_options(**values)  # Any: Module.__setattr__ is typed for tensors
             super().__setattr__(name, value)
             super().__setattr__("_options", options)
             return
