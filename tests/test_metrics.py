@@ -186,3 +186,56 @@ def test_dtypes_and_no_autograd(dtype):
 
 def test_exported():
     assert aot_loss.metrics.fsd_violation is fsd_violation
+
+
+@given(data=st.data(), weighted=st.booleans(), seed=st.integers(0, 2**16))
+def test_metrics_are_invariant_to_the_order_of_each_sample(data, weighted, seed):
+    u, v, uw, vw = draw_case(data, weighted)
+    rng = np.random.default_rng(seed)
+    pu, pv = rng.permutation(len(u)), rng.permutation(len(v))
+    shuffled_uw, shuffled_vw = (None if w is None else w[p] for w, p in ((uw, pu), (vw, pv)))
+    for metric in (fsd_violation, fsd_violation_ratio, ot_violation):
+        want = metric(_t(u), _t(v), **weight_kwargs(uw, vw)).item()
+        got = metric(_t(u[pu]), _t(v[pv]), **weight_kwargs(shuffled_uw, shuffled_vw)).item()
+        assert got == pytest.approx(want, abs=1e-12), metric.__name__
+
+
+@given(
+    data=st.data(),
+    weighted=st.booleans(),
+    shift=st.integers(-8, 8).map(lambda k: k / 4),
+    scale=st.sampled_from([0.5, 2.0, 4.0]),
+)
+def test_violations_are_invariant_to_a_common_shift_and_positive_scale(data, weighted, shift, scale):
+    """Values on the grid k / 4: shifting by a multiple of 1/4 and scaling by a power of two is exact."""
+    u, v, uw, vw = draw_case(data, weighted)
+    kw = weight_kwargs(uw, vw)
+    for metric in (fsd_violation, fsd_violation_ratio):
+        want = metric(_t(u), _t(v), **kw).item()
+        got = metric(_t(scale * u + shift), _t(scale * v + shift), **kw).item()
+        assert got == pytest.approx(want, abs=1e-12), metric.__name__
+
+
+@given(data=st.data(), weighted=st.booleans(), gap=st.integers(1, 8).map(lambda k: k / 4))
+def test_planted_dominance_either_way(data, weighted, gap):
+    """U = V + gap (each permuted): U dominates, violation 0; V dominates U strictly: 1."""
+    v = data.draw(samples())
+    w = data.draw(weights_for(len(v))) if weighted else None
+    p = np.random.default_rng(len(v)).permutation(len(v))
+    u, uw = v[p] + gap, (None if w is None else w[p])
+    assert fsd_violation(_t(u), _t(v), **weight_kwargs(uw, w)).item() == 0.0
+    assert fsd_violation_ratio(_t(u), _t(v), **weight_kwargs(uw, w)).item() == 0.0
+    assert fsd_violation(_t(v), _t(u), **weight_kwargs(w, uw)).item() == pytest.approx(1.0, abs=1e-12)
+    assert fsd_violation_ratio(_t(v), _t(u), **weight_kwargs(w, uw)).item() == pytest.approx(1.0, abs=1e-12)
+
+
+@given(data=st.data(), weighted=st.booleans())
+def test_swapping_the_samples_complements_the_violation(data, weighted):
+    """Levels where U < V and where V < U are disjoint (ties in neither); the areas below and
+    above split the total area, so the two ratios add to 1 unless the quantiles coincide."""
+    u, v, uw, vw = draw_case(data, weighted)
+    forward, backward = weight_kwargs(uw, vw), weight_kwargs(vw, uw)
+    assert fsd_violation(_t(u), _t(v), **forward) + fsd_violation(_t(v), _t(u), **backward) <= 1 + 1e-12
+    total = quantile_integral(u, v, np.abs, uw, vw)
+    ratios = fsd_violation_ratio(_t(u), _t(v), **forward) + fsd_violation_ratio(_t(v), _t(u), **backward)
+    assert ratios.item() == pytest.approx(0.0 if total == 0 else 1.0, abs=1e-12)
