@@ -128,6 +128,12 @@ def _check_options(
     raise TypeError(f"loss must be a str in {tuple(COSTS)} or a callable, got {type(loss).__name__}")
 
 
+def check_count(name: str, value: object) -> None:
+    """A size option: a positive int (not a bool), or None for "no limit" / "all at once"."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+
+
 def check_strength(name: str, strength: object) -> float:
     """A soft-sort strength: a finite real number > 0."""
     value = _real(name, strength)

@@ -8,6 +8,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from .._validation import check_count
+
 __all__ = ["PairedCollator", "UnpairedCollator", "pad_batch", "tokenize_completion"]
 
 Prompt = str | Sequence[Mapping[str, str]]  # a text, or chat messages ending with the user's turn
@@ -257,9 +259,8 @@ class UnpairedCollator(_Collator):
 
 
 def _check_limits(max_length: int | None, max_prompt_length: int | None) -> None:
-    for name, limit in (("max_length", max_length), ("max_prompt_length", max_prompt_length)):
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise ValueError(f"{name} must be a positive int or None, got {limit!r}")
+    check_count("max_length", max_length)
+    check_count("max_prompt_length", max_prompt_length)
 
 
 def _field(row: Mapping[str, Any], name: str, index: int) -> Any:

@@ -9,6 +9,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from .._validation import check_count
+
 __all__ = ["sequence_logps"]
 
 # Config fields of models whose logits are not lm_head(hidden): the chunked path would be wrong.
@@ -138,10 +140,7 @@ def check_options(*, average: bool = False, chunk_size: int | None = None) -> No
     """Validate the options that `sequence_logps` shares with the objects that call it."""
     if not isinstance(average, bool):
         raise TypeError(f"average must be a bool, got {average!r}")
-    if chunk_size is not None and (
-        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
-    ):
-        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+    check_count("chunk_size", chunk_size)
 
 
 def check_shapes(input_ids: Tensor, attention_mask: Tensor, completion_mask: Tensor) -> None:

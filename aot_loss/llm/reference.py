@@ -12,6 +12,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from .._validation import check_count
 from .logps import check_options, check_shapes, sequence_logps
 
 __all__ = ["PolicyWithReference", "ReferenceCache"]
@@ -188,14 +189,9 @@ class PolicyWithReference(nn.Module):
         price of a second forward pass. Not for DDP, whose gradient hooks expect one backward
         per parameter and step."""
         tensors = (input_ids, attention_mask, completion_mask)
+        check_count("micro_batch_size", micro_batch_size)
         if micro_batch_size is None:
             return self._logps(self.policy, *tensors)
-        if (
-            isinstance(micro_batch_size, bool)
-            or not isinstance(micro_batch_size, int)
-            or micro_batch_size < 1
-        ):
-            raise ValueError(f"micro_batch_size must be a positive int or None, got {micro_batch_size!r}")
         anchor = next((p for p in self.policy.parameters() if p.requires_grad), None)
         if anchor is None or not torch.is_grad_enabled():
             with torch.no_grad():
