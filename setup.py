@@ -61,11 +61,18 @@ def _native_extensions() -> tuple[list, dict, dict]:
         gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]
         compile_args["nvcc"] = ["-O3", "-std=c++17", *gencode]
         extension = CUDAExtension
+    # A compiler that links libstdc++ statically (the GPU machine's /opt/gcc does) puts a second
+    # copy of it in the library. Its data symbols (the locale's facets) were then bound to torch's
+    # shared libstdc++ while its functions stayed local (-Bsymbolic-functions), so formatting any
+    # error message (an ostringstream in STD_TORCH_CHECK) segfaulted. Hiding the symbols of every
+    # static archive keeps such a copy whole; with a shared libstdc++ there is nothing to hide.
+    link_args = ["-Wl,--exclude-libs,ALL"] if platform.system() == "Linux" else []
     ext = extension(
         "aot_loss._C",
         sources=sources,
         include_dirs=[str(ROOT / "csrc")],
         extra_compile_args=compile_args,
+        extra_link_args=link_args,
         py_limited_api=True,
     )
     info = {
@@ -74,6 +81,7 @@ def _native_extensions() -> tuple[list, dict, dict]:
         "cuda": cuda,
         "python": platform.python_version(),
         "compiler_flags": flags,
+        "linker_flags": link_args,
     }
 
     class BuildWithRecord(BuildExtension):

@@ -39,7 +39,8 @@ def report() -> str:
         "native library: " + (f"loaded from {status.path}" if status.loaded else status.reason),
     ]
     if status.build:
-        built = ", ".join(f"{key}={value}" for key, value in status.build.items() if key != "compiler_flags")
+        facts = {key: value for key, value in status.build.items() if not key.endswith("_flags")}
+        built = ", ".join(f"{key}={value}" for key, value in facts.items())
         lines.append(f"  built with: {built}")
     if not status.loaded:
         lines.append(f"  build it with: {_native.BUILD_COMMAND}")

@@ -5,8 +5,9 @@
 #   sanitize  compute-sanitizer memcheck, racecheck and synccheck over both CUDA paths
 #   bench     benchmarks/bench_fused.py on the GPU
 #   profile   benchmarks/profile_cuda.py: each provider's time three ways and its kernels
-#   errors    the toolchain, and a kernel error raised on CPU operands: on one GPU machine it
-#             segfaulted (docs/native.md, known problem); if it still does, cuda-gdb's backtrace
+#   errors    the toolchain, and a kernel error raised on CPU operands: on the GPU machine it
+#             crashed until the build hid a static libstdc++ (docs/native.md); if it crashes
+#             again, cuda-gdb's backtrace
 # Usage: OUT=folder benchmarks/gpu_run.sh build test sanitize bench
 # Logs and results go to $OUT (default /tmp/aot_loss_gpu); each step runs even if one before
 # it failed, so one call on a lent machine reports as much as it can. Steps are capped by

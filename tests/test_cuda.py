@@ -283,9 +283,9 @@ def test_cuda_native_compile_fullgraph():
 
 def _op_error(call):
     """stderr of `torch.ops.aot_loss.dominance(<call>)` run in a child process, which must
-    end by the op's RuntimeError: a crash inside a native kernel (seen on torch 2.11.0+cu130,
-    where an error raised by a stable-ABI kernel segfaulted) then fails this test, not the
-    whole session."""
+    end by the op's RuntimeError: a crash inside a native kernel (seen on the GPU machine
+    before the build hid a statically linked libstdc++, docs/native.md) then fails this test,
+    not the whole session."""
     code = f"import torch, aot_loss\ntorch.ops.aot_loss.dominance({call})"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     failed = done.returncode == 1 and "RuntimeError" in done.stderr

@@ -3,6 +3,7 @@ native build installs from the sdist with its build record."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -43,11 +44,14 @@ def test_default_wheel_is_pure_python(tmp_path):
     assert not [n for n in names if n.endswith((".so", ".pyd", ".dll"))]
 
 
-@pytest.mark.skipif(not _native.STATUS.loaded, reason="runs where the native build is part of the run")
-def test_native_wheel_from_the_sdist_carries_its_build_record(tmp_path):
-    """`AOT_LOSS_BUILD_EXT=1 pip install aot-loss` builds from the sdist, outside this tree: the
-    build record must travel in the wheel next to the library, and the status must name the
-    devices the library registered kernels for."""
+needs_toolchain = pytest.mark.skipif(
+    not _native.STATUS.loaded, reason="runs where the native build is part of the run"
+)
+
+
+def _native_wheel(tmp_path: Path, **env: str) -> Path:
+    """Builds the CPU kernels' wheel from the sdist, outside this tree, as
+    `AOT_LOSS_BUILD_EXT=1 pip install aot-loss` does, and returns the wheel."""
     build_sdist = f"from setuptools import build_meta; print(build_meta.build_sdist({str(tmp_path)!r}))"
     sdist = subprocess.run(
         [sys.executable, "-c", build_sdist], cwd=ROOT, check=True, capture_output=True, text=True
@@ -58,9 +62,23 @@ def test_native_wheel_from_the_sdist_carries_its_build_record(tmp_path):
         check=True,
         capture_output=True,
         # CPU kernels only, whatever this tree's build has: a CUDA build would take minutes
-        env={**os.environ, "AOT_LOSS_BUILD_EXT": "1", "AOT_LOSS_BUILD_CUDA": "0"},
+        env={**os.environ, "AOT_LOSS_BUILD_EXT": "1", "AOT_LOSS_BUILD_CUDA": "0", **env},
     )
     (wheel,) = tmp_path.glob("aot_loss-*.whl")
+    return wheel
+
+
+def _run_from(installed: Path, code: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(installed)}
+    command = [sys.executable, "-c", code]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=installed)
+
+
+@needs_toolchain
+def test_native_wheel_from_the_sdist_carries_its_build_record(tmp_path):
+    """The build record must travel in the wheel next to the library, and the status must name
+    the devices the library registered kernels for."""
+    wheel = _native_wheel(tmp_path)
     assert "-cp310-abi3-" in wheel.name  # one build for every Python >= 3.10
     names = zipfile.ZipFile(wheel).namelist()
     assert "aot_loss/_C_build.json" in names
@@ -73,12 +91,36 @@ def test_native_wheel_from_the_sdist_carries_its_build_record(tmp_path):
         "s = _native.STATUS\n"
         "print(json.dumps([aot_loss.__file__, s.loaded, list(s.devices), s.build.get('torch')]))\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(installed)}
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env, cwd=tmp_path
-    )
+    out = _run_from(installed, code)
+    assert out.returncode == 0, out.stderr
     where, loaded, devices, built_for = json.loads(out.stdout)
     assert Path(where).is_relative_to(installed)
     assert loaded
     assert devices == ["cpu"]
     assert built_for == torch.__version__
+
+
+@needs_toolchain
+def test_native_errors_come_whole_when_libstdcxx_is_linked_statically(tmp_path):
+    """A compiler that links libstdc++ statically (the GPU machine's does) put a second copy
+    of it in the library, whose locale was half bound to torch's: formatting a kernel's error
+    message failed at its first number (a truncated message here, a segmentation fault there).
+    The build hides the copy's symbols; this builds that way and reads a kernel's error."""
+    try:
+        wheel = _native_wheel(tmp_path, LDFLAGS="-static-libstdc++")
+    except subprocess.CalledProcessError as exc:
+        if b"lstdc++" in exc.stderr:  # no libstdc++.a with this compiler
+            pytest.skip("this toolchain cannot link libstdc++ statically")
+        raise
+    installed = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(installed)
+    code = (
+        "import torch, aot_loss\n"
+        "from aot_loss import _native\n"
+        "assert _native.STATUS.loaded, _native.STATUS.reason\n"
+        "torch.ops.aot_loss.dominance(torch.ones(3), torch.ones(3, dtype=torch.float64), None, None,"
+        " 'logistic', 0.1, 0.0, False)\n"
+    )
+    out = _run_from(installed, code)
+    assert out.returncode == 1, out.stderr[-800:]
+    assert re.search(r"dominance_binding\.h:\d+, aot_loss::dominance: v must have the dtype of u", out.stderr)
