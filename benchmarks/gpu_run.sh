@@ -5,6 +5,7 @@
 #   sanitize  compute-sanitizer memcheck, racecheck and synccheck over both CUDA paths
 #   bench     benchmarks/bench_fused.py on the GPU
 #   profile   benchmarks/profile_cuda.py: each provider's time three ways and its kernels
+#   unsort    benchmarks/unsort_scatter.cu: the 1e7 un-sort's scatter against alternatives
 #   errors    the toolchain, and a kernel error raised on CPU operands: on the GPU machine it
 #             crashed until the build hid a static libstdc++ (docs/native.md); if it crashes
 #             again, cuda-gdb's backtrace
@@ -74,6 +75,11 @@ step_profile() {
   local code=$?
   tail -40 "$out/profile_cuda.txt"
   return $code
+}
+
+step_unsort() {
+  nvcc -O3 -std=c++17 -arch=sm_90 benchmarks/unsort_scatter.cu -o "$out/unsort_scatter" &&
+    timeout 120 "$out/unsort_scatter" | tee "$out/unsort_scatter.txt"
 }
 
 step_errors() {
