@@ -62,10 +62,10 @@ def _native_extensions() -> tuple[list, dict, dict]:
         compile_args["nvcc"] = ["-O3", "-std=c++17", *gencode]
         extension = CUDAExtension
     # A compiler that links libstdc++ statically (the GPU machine's /opt/gcc does) puts a second
-    # copy of it in the library. Its data symbols (the locale's facets) were then bound to torch's
-    # shared libstdc++ while its functions stayed local (-Bsymbolic-functions), so formatting any
-    # error message (an ostringstream in STD_TORCH_CHECK) segfaulted. Hiding the symbols of every
-    # static archive keeps such a copy whole; with a shared libstdc++ there is nothing to hide.
+    # copy of it in the library, and some of the copy's symbols (the locale's) then resolved to
+    # torch's shared libstdc++: writing a number into an error message (an ostringstream in
+    # STD_TORCH_CHECK) crashed there and cut the message short here. Hiding the symbols of every
+    # static archive keeps such a copy to itself; with a shared libstdc++ there is nothing to hide.
     link_args = ["-Wl,--exclude-libs,ALL"] if platform.system() == "Linux" else []
     ext = extension(
         "aot_loss._C",
