@@ -78,7 +78,7 @@ step_profile() {
 }
 
 step_unsort() {
-  nvcc -O3 -std=c++17 -arch=sm_90 benchmarks/unsort_scatter.cu -o /tmp/unsort_scatter &&
+  nvcc -O3 -std=c++17 -arch=sm_90 -Icsrc benchmarks/unsort_scatter.cu -o /tmp/unsort_scatter &&
     timeout 120 /tmp/unsort_scatter | tee "$out/unsort_scatter.txt"
 }
 

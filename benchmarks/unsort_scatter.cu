@@ -4,7 +4,7 @@
 // scatter as the op does it (A) against alternatives, and checks that each writes the same
 // result. An experiment kept for reproduction (docs/performance.md, the 1e7 goal); nothing
 // here is part of the library. Clusters need sm_90:
-//   nvcc -O3 -std=c++17 -arch=sm_90 benchmarks/unsort_scatter.cu -o /tmp/unsort && /tmp/unsort
+//   nvcc -O3 -std=c++17 -arch=sm_90 -Icsrc benchmarks/unsort_scatter.cu -o /tmp/unsort && /tmp/unsort
 // or `benchmarks/gpu_run.sh unsort`. Each time: best of 10 runs after 2, L2 flushed before each.
 #include <cstdint>
 #include <cstdio>
@@ -14,21 +14,18 @@
 #include <cuda_runtime.h>
 #include <cooperative_groups.h>
 #include <cub/cub.cuh>
+
+#include "kernels/device.h"  // the op's quot_rem
 namespace cg = cooperative_groups;
+using aot_loss::kernels::quot_rem;
 
 #define CK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { printf("%s line %d\n", cudaGetErrorString(e), __LINE__); return 1; } } while (0)
-
-struct QR { int64_t q, r; };
-__device__ inline QR quot_rem(int64_t a, int64_t b) {
-  if (((a | b) >> 32) == 0) { uint32_t q = uint32_t(a) / uint32_t(b); return {q, uint32_t(a) - q * uint32_t(b)}; }
-  return {a / b, a % b};
-}
 
 // A: as today: one grid over both samples, sample-order position from the row's start
 __global__ void scatter_a(int64_t n, int64_t total, const uint32_t* pos, const float* g, float* gu, float* gv) {
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += gridDim.x * int64_t(blockDim.x)) {
     const bool is_u = e < n;
-    const int64_t local = is_u ? quot_rem(e, n).r : quot_rem(e - n, n).r;
+    const int64_t local = is_u ? quot_rem(e, n).rem : quot_rem(e - n, n).rem;
     const int64_t p = e - local + pos[e];
     if (is_u) gu[p] = g[e]; else gv[p - n] = g[e];
   }

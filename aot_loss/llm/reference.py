@@ -85,8 +85,8 @@ class ReferenceCache:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        logps = dict(zip(state["keys"], state["logps"].tolist(), strict=True))
-        self._logps = {key: _logp(key, value) for key, value in logps.items()}
+        pairs = zip(state["keys"], state["logps"].tolist(), strict=True)
+        self._logps = {key: _logp(key, value) for key, value in pairs}
 
 
 class PolicyWithReference(nn.Module):
