@@ -1,5 +1,6 @@
 """python -m aot_loss demo: the demo (AOT and DPO on a small preference task).
-python -m aot_loss info: versions, native library and backends."""
+python -m aot_loss info: versions, native library and backends.
+python -m aot_loss --version: the installed version."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from collections.abc import Sequence
 def main(argv: Sequence[str] | None = None) -> None:
     """Dispatch to a subcommand."""
     from . import demo, info
+    from ._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="python -m aot_loss", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--version", action="version", version=f"aot-loss {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     demo_parser = commands.add_parser(
         "demo",

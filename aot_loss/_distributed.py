@@ -96,7 +96,10 @@ def _raised_together(group: Any) -> Iterator[None]:
         raise
 
 
-@torch.compiler.disable  # collectives and a host read: torch.compile runs this eagerly (a graph break)
+_Gathered = tuple[Tensor, Tensor, Tensor | None, Tensor | None]
+_eager_gather: Callable[..., _Gathered] | None = None
+
+
 def gather(
     group: Any,
     u: Tensor,
@@ -105,14 +108,34 @@ def gather(
     v_weights: Tensor | None,
     options: Options,
     names: Sequence[str],
-) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+) -> _Gathered:
     """Every rank's ``u``, ``v`` and weights, concatenated along the last dim in rank order.
 
     Inputs are in their computation dtype, 1-D ``(n_r,)`` or rows ``(G, n_r)`` with ``n_r``
     possibly 0 on some ranks. ``names`` are the user-facing names of u, v and their weights,
     for error messages. This rank's pieces keep their autograd history, with gradients
     scaled by the group size (see the module docstring); the others are constants.
+
+    Collectives and a host read: torch.compile runs this eagerly (a graph break). The
+    ``torch.compiler.disable`` wrapper is made at the first call, not at import, because
+    making it imports ``torch._dynamo`` (about a second), which a process that never
+    gathers should not pay.
     """
+    global _eager_gather
+    if _eager_gather is None:
+        _eager_gather = torch.compiler.disable(_gather)
+    return _eager_gather(group, u, v, u_weights, v_weights, options, names)
+
+
+def _gather(
+    group: Any,
+    u: Tensor,
+    v: Tensor,
+    u_weights: Tensor | None,
+    v_weights: Tensor | None,
+    options: Options,
+    names: Sequence[str],
+) -> _Gathered:
     shared = v_weights is u_weights and u_weights is not None
     layout = (u_weights is not None, _SHARED_WEIGHTS if shared else int(v_weights is not None))
     header = [

@@ -8,6 +8,7 @@ but fails to load is logged once as a warning. ``AOT_LOSS_DISABLE_NATIVE=1`` ski
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -16,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-BUILD_COMMAND = "AOT_LOSS_BUILD_EXT=1 pip install --no-build-isolation -e ."
 _PACKAGE = Path(__file__).parent
+_BUILD = "AOT_LOSS_BUILD_EXT=1 pip install --no-build-isolation"
 _log = logging.getLogger("aot_loss")
 
 
@@ -38,15 +39,18 @@ def _load() -> NativeStatus:
     libraries = sorted(_PACKAGE.glob("_C*.so")) + sorted(_PACKAGE.glob("_C*.pyd"))
     if not libraries:
         _log.debug("aot_loss: no native library; using the torch kernels")
-        return NativeStatus(False, f"not built (build it with: {BUILD_COMMAND})")
+        return NativeStatus(False, f"not built (build it with: {build_command()})")
     build = _build_info()
     path = str(libraries[0])
     try:
         torch.ops.load_library(path)
     except (OSError, RuntimeError) as exc:
         built_for = build.get("torch", "an unknown torch")
-        reason = f"{path} failed to load ({exc}); built for torch {built_for}, running {torch.__version__}"
-        _log.warning("aot_loss: %s. Rebuild with: %s", reason, BUILD_COMMAND)
+        reason = (
+            f"{path} failed to load ({exc}); built for torch {built_for}, running {torch.__version__} "
+            f"(rebuild it with: {build_command()})"
+        )
+        _log.warning("aot_loss: %s", reason)
         return NativeStatus(False, reason, path, build=build)
     # The dispatcher, not the build record, says which devices got kernels: the record can be
     # missing (an older build) or stale (a library copied from another build).
@@ -72,3 +76,37 @@ def load() -> NativeStatus:
     if STATUS.reason == "not loaded yet":
         STATUS = _load()
     return STATUS
+
+
+@functools.cache
+def build_command() -> str:
+    """The command that builds the native library for the way this aot-loss was installed.
+
+    A source tree (a clone, installed editable or put on the path) rebuilds in place; an
+    installed sdist rebuilds from that sdist; a wheel needs its sdist or a clone, since it
+    carries no C++ sources; an install from an index rebuilds from the index's sdist.
+    """
+    root = _PACKAGE.parent
+    if (root / "setup.py").is_file() and (root / "csrc").is_dir():
+        where = "." if Path.cwd().resolve() == root.resolve() else str(root)
+        return f"{_BUILD} -e {where}"
+    from ._version import __version__
+
+    reinstall = f"{_BUILD} --force-reinstall --no-deps"
+    url = _direct_url(root)
+    if url.endswith(".tar.gz"):
+        return f"{reinstall} {url.removeprefix('file://')}"
+    if url:  # a wheel file or a VCS/remote URL: the wheel has no C++ sources
+        return f"{reinstall} aot_loss-{__version__}.tar.gz  (the sdist of this version, or a clone)"
+    return f"{reinstall} --no-binary aot-loss aot-loss=={__version__}"
+
+
+def _direct_url(site: Path) -> str:
+    """The URL pip recorded for an install from a file or link (PEP 610), else ''."""
+    for record in site.glob("aot_loss-*.dist-info/direct_url.json"):
+        try:
+            url = json.loads(record.read_text()).get("url", "")
+        except (OSError, ValueError, AttributeError):
+            continue
+        return url if isinstance(url, str) else ""
+    return ""

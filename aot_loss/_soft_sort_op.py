@@ -11,7 +11,6 @@ native library overrides both on CPU. Double backward is not provided.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
 import torch
@@ -19,6 +18,7 @@ from torch import Tensor
 
 from . import _native
 from ._library import LIBRARY
+from ._optional import require
 from ._pav import soft_sort_backward_torch, soft_sort_torch
 from ._validation import SoftSortBackend
 
@@ -140,18 +140,12 @@ def _use_native(x: Tensor, backend: SoftSortBackend) -> bool:
         raise RuntimeError(f"backend='native' is unavailable: the native library is {status.reason}")
     raise RuntimeError(
         f"backend='native' has no soft-sort kernel for device {x.device.type!r} in {status.path} "
-        f"(kernels for: {native_devices() or 'none; rebuild it: ' + _native.BUILD_COMMAND})"
+        f"(kernels for: {native_devices() or 'none; rebuild it: ' + _native.build_command()})"
     )
 
 
 def _torchsort(x: Tensor, strength: float, regularization: str) -> Tensor:
-    try:
-        torchsort = importlib.import_module("torchsort")  # optional, untyped
-    except ImportError as exc:
-        raise ImportError(
-            f"backend='torchsort' needs the torchsort package, which is not installed ({exc}); "
-            "docs/soft-sort.md gives an install recipe that works where nvcc is on PATH"
-        ) from exc
+    torchsort = require("torchsort", "backend='torchsort'")  # optional, untyped
     rows = x.reshape(-1, x.shape[-1])  # torchsort takes 2-D input only
     values = torchsort.soft_sort(rows, regularization=regularization, regularization_strength=strength)
     return values.reshape(x.shape)

@@ -42,8 +42,6 @@ def report() -> str:
         facts = {key: value for key, value in status.build.items() if not key.endswith("_flags")}
         built = ", ".join(f"{key}={value}" for key, value in facts.items())
         lines.append(f"  built with: {built}")
-    if not status.loaded:
-        lines.append(f"  build it with: {_native.BUILD_COMMAND}")
     lines += ["", "operators, and the dispatch keys with a kernel:"]
     for name in OPS:
         has_kernel = torch._C._dispatch_has_kernel_for_dispatch_key

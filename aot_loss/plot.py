@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from ._optional import missing
 from .metrics import fsd_violation, quantile_curves
 
 try:
     from matplotlib.figure import Figure
-except ImportError as error:  # pragma: no cover - exercised only without matplotlib
-    raise ImportError('aot_loss.plot needs matplotlib: pip install "aot-loss[plot]"') from error
+except ImportError as error:  # tested by hiding matplotlib (tests/test_optional.py)
+    raise missing("matplotlib", "aot_loss.plot", error) from error
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

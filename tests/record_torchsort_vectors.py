@@ -9,7 +9,6 @@ from importlib.metadata import version
 from pathlib import Path
 
 import torch
-import torchsort
 
 INPUTS = {
     "random": [2.3, -1.2, 0.4, 5.6, -3.3, 1.1, 0.9],
@@ -22,6 +21,8 @@ STRENGTHS = [0.1, 1.0, 3.0]
 
 
 def main() -> None:
+    import torchsort  # here, not at the top: pytest imports this file (--doctest-modules) without it
+
     cases = []
     for name, values in INPUTS.items():
         x = torch.tensor([values], dtype=torch.float64)

@@ -122,7 +122,8 @@ def test_cuda_soft_loss_matches_cpu():
 # The native CUDA kernels (built with AOT_LOSS_BUILD_EXT=1 AOT_LOSS_BUILD_CUDA=1).
 needs_cuda_native = pytest.mark.skipif(
     "cuda" not in _native.STATUS.devices,
-    reason=f"no native CUDA kernels ({_native.STATUS.reason or 'a CPU-only build'})",
+    reason="needs the native CUDA kernels: AOT_LOSS_BUILD_EXT=1 AOT_LOSS_BUILD_CUDA=1 "
+    "pip install --no-build-isolation -e . against a CUDA build of torch",
 )
 f32, f64 = torch.float32, torch.float64
 

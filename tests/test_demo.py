@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+from optional import import_or_skip
 
 from aot_loss import demo
 
@@ -17,7 +18,7 @@ def run_module(*args):
 
 
 def test_quick_demo_end_to_end(tmp_path):
-    pytest.importorskip("matplotlib")
+    import_or_skip("matplotlib")
     result = run_module("demo", "--quick", "--no-progress", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     for name in ("reference", *demo.LOSSES):

@@ -34,6 +34,7 @@ from distributed_cases import (
     whole_inputs,
     worker,
 )
+from optional import import_or_skip
 from oracles import numpy_cost, quantile_integral
 
 import aot_loss
@@ -147,7 +148,7 @@ def test_llm_wrapper_loss_with_a_group_averages_to_the_single_process_gradients(
 
 
 def test_accelerate_parameter_gradients_equal_the_single_process_gradients(tmp_path):
-    pytest.importorskip("accelerate")
+    import_or_skip("accelerate")
     k = 2
     with socket.socket() as s:  # a free port for accelerate's env:// rendezvous
         s.bind(("127.0.0.1", 0))

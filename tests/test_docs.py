@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
+from optional import import_or_skip
 
 import aot_loss
+from aot_loss._optional import INSTALL
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
@@ -47,12 +49,12 @@ def _batch(side: str, keys: list[str]) -> dict[str, object]:
 
 
 def _lora(model: torch.nn.Module) -> torch.nn.Module:
-    peft = pytest.importorskip("peft")
+    peft = import_or_skip("peft")
     return peft.get_peft_model(model, peft.LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
 
 
 def _dataset() -> object:
-    datasets = pytest.importorskip("datasets")
+    datasets = import_or_skip("datasets")
     from test_llm_trl import ROWS
 
     return datasets.Dataset.from_list(ROWS)
@@ -161,4 +163,9 @@ def test_page_runs(page, tmp_path, monkeypatch, world_of_one, trl_on_cpu):
             runner.run(test)
             assert runner.failures == 0, f"{page.name}, block {number}: a doctest failed (output above)"
         else:
-            exec(compile(code, f"{page.name}, block {number}", "exec"), {"__name__": "__docs__"}, env)
+            try:
+                exec(compile(code, f"{page.name}, block {number}", "exec"), {"__name__": "__docs__"}, env)
+            except ImportError as error:
+                if (error.name or "").split(".")[0] not in INSTALL:
+                    raise
+                pytest.skip(f"{page.name}, block {number}: {error}")  # says what to install

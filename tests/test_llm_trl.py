@@ -6,9 +6,10 @@ import copy
 
 import pytest
 import torch
+from optional import import_or_skip
 
-trl = pytest.importorskip("trl")
-datasets = pytest.importorskip("datasets")
+trl = import_or_skip("trl")
+datasets = import_or_skip("datasets")
 
 from test_llm_data import make_tokenizer  # noqa: E402
 from test_llm_logps import tiny_model  # noqa: E402

@@ -9,13 +9,13 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from optional import needs_native
 from oracles import BUILTIN_COSTS
 from strategies import betas, costs, samples, weights_for
 
 import aot_loss
 from aot_loss import _dominance_op, _native
 
-needs_native = pytest.mark.skipif(not _native.STATUS.loaded, reason=f"native library {_native.STATUS.reason}")
 f32, f64 = torch.float32, torch.float64
 
 # (shape of u, shape of v, weighted)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from optional import native_reason
 from oracles import BUILTIN_COSTS, numpy_cost, quantile_integral
 
 import aot_loss
@@ -42,7 +43,7 @@ def test_float32_weights_on_long_rows_keep_float32_precision(backend):
     float32 over 7e4 weights, the lengths and the gradients they scale were off by 5e-3
     relative. Levels are summed in float64 on both paths."""
     if backend == "native" and not aot_loss._native.STATUS.loaded:
-        pytest.skip(f"native library {aot_loss._native.STATUS.reason}")
+        pytest.skip(native_reason())
     # float32 values, so that float64 computes the same problem exactly
     u64, v64 = (torch.randn(70_000) * 3).double(), (torch.randn(66_000) * 3).double()
     wu, wv = torch.rand(70_000).double(), torch.rand(66_000).double()

@@ -3,13 +3,14 @@
 import numpy as np
 import pytest
 import torch
+from optional import import_or_skip
 
-pytest.importorskip("matplotlib")
+import_or_skip("matplotlib")
 
-from matplotlib.figure import Figure
+from matplotlib.figure import Figure  # noqa: E402
 
-from aot_loss.metrics import fsd_violation
-from aot_loss.plot import margin_quantiles, reward_quantiles
+from aot_loss.metrics import fsd_violation  # noqa: E402
+from aot_loss.plot import margin_quantiles, reward_quantiles  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -12,18 +12,17 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from optional import native_reason, needs
 from oracles import soft_sort_oracle
 from strategies import samples
 
 import aot_loss
-from aot_loss import _native, _pav
+from aot_loss import _pav
 from aot_loss._soft_sort_op import native_devices
 
 HAS_TORCHSORT = importlib.util.find_spec("torchsort") is not None
-needs_torchsort = pytest.mark.skipif(not HAS_TORCHSORT, reason="torchsort is not installed")
-needs_native = pytest.mark.skipif(
-    "cpu" not in native_devices(), reason=f"native library {_native.STATUS.reason}"
-)
+needs_torchsort = needs("torchsort")
+needs_native = pytest.mark.skipif("cpu" not in native_devices(), reason=native_reason())
 BACKENDS = ["torch", pytest.param("native", marks=needs_native)]
 REGULARIZATIONS = ["l2", "kl"]
 VECTORS = json.loads((Path(__file__).parent / "data" / "torchsort_vectors.json").read_text())
@@ -170,7 +169,9 @@ def test_torchsort_backend_is_torchsort():
 
 def test_torchsort_backend_without_torchsort_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "torchsort", None)  # makes `import torchsort` fail
-    with pytest.raises(ImportError, match=r"needs the torchsort package.*docs/soft-sort\.md"):
+    with pytest.raises(
+        ImportError, match=r"needs torchsort, which could not be imported.*docs/soft-sort\.md"
+    ):
         aot_loss.soft_sort(torch.randn(5), backend="torchsort")
 
 

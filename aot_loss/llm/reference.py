@@ -157,7 +157,8 @@ class PolicyWithReference(nn.Module):
             if not callable(getattr(policy, "disable_adapter", None)):
                 name = type(policy).__name__
                 raise ValueError(
-                    f"reference='adapters' needs a PEFT model (with disable_adapter()), got {name}"
+                    f"reference='adapters' needs a PEFT model (with disable_adapter()), got {name}: "
+                    'wrap the policy with peft.get_peft_model (pip install "aot-loss[llm]")'
                 )
             self.reference = None
         elif isinstance(reference, nn.Module):

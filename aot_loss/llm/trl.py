@@ -1,7 +1,8 @@
 """TRL integration: TRL's ``DPOTrainer`` with its ``aot`` / ``aot_unpaired`` losses computed by
 aot-loss, which adds costs, soft sorting, global coupling across ranks and the chunked LM head.
 
-Importing this module needs ``trl`` (``pip install trl``); nothing else in aot_loss imports it.
+Importing this module needs ``trl`` (``pip install "aot-loss[trl]"``); nothing else in aot_loss
+imports it.
 """
 
 from __future__ import annotations
@@ -12,13 +13,23 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from trl import DPOTrainer
 
 from .. import metrics as dominance
 from .._distributed import check_group
+from .._optional import missing
 from .._validation import check_options as check_loss_options
 from ..functional import paired, unpaired
 from .logps import check_options, sequence_logps
+
+try:
+    from trl import DPOTrainer
+except (ImportError, RuntimeError) as error:
+    # trl itself is missing, or one of its dependencies, which trl's lazy modules report as a
+    # RuntimeError raised from the ImportError
+    cause = error if isinstance(error, ImportError) else error.__cause__
+    if not isinstance(cause, ImportError):
+        raise
+    raise missing("trl", "aot_loss.llm.trl", cause) from error
 
 __all__ = ["AOTDPOTrainer"]
 

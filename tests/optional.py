@@ -1,0 +1,32 @@
+"""What the optional parts of the suite need, and the skip that says how to install it.
+
+The install commands are the library's own (``aot_loss._optional.INSTALL``), so a skip reason
+reads like the ImportError a user would meet.
+"""
+
+from types import ModuleType
+
+import pytest
+
+from aot_loss import _native
+from aot_loss._optional import INSTALL
+
+
+def import_or_skip(module: str) -> ModuleType:
+    """``pytest.importorskip`` whose reason names the command that installs ``module``."""
+    return pytest.importorskip(module, reason=f"needs {module}: {INSTALL[module.split('.')[0]]}")
+
+
+def needs(*modules: str) -> pytest.MarkDecorator:
+    """Skip unless every module imports (checked without importing it)."""
+    import importlib.util
+
+    absent = [m for m in modules if importlib.util.find_spec(m) is None]
+    return pytest.mark.skipif(bool(absent), reason="; ".join(f"needs {m}: {INSTALL[m]}" for m in absent))
+
+
+def native_reason() -> str:
+    return f"needs the native library, which is {_native.STATUS.reason}"
+
+
+needs_native = pytest.mark.skipif(not _native.STATUS.loaded, reason=native_reason())
