@@ -229,8 +229,8 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     torch.set_num_threads(args.threads)
     try:
         print(
-            f"building the task: {args.pairs} training and {args.held_out} held-out pairs "
-            f"({_threads_note(args.threads)})",
+            f"building the task: {args.pairs} training and {args.held_out} held-out pairs, "
+            f"{_threads_note(args.threads)}",
             flush=True,
         )
         start, train_pairs, held_out = build_task(args)
@@ -258,45 +258,46 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     else:
         written += _plots(evaluations, args.out)
     print(f"wrote {', '.join(str(p) for p in written)} in {time.perf_counter() - began:.0f} s")
-    print("\n" + "\n".join(textwrap.fill(line, 100) for line in reading(rows)))
+    print("\n" + "\n".join(textwrap.fill(line, 110) for line in reading(rows)))
     return rows
 
 
 def _threads_note(threads: int) -> str:
     if threads == 1:
-        return "1 CPU thread: a model this small runs no faster on more, and far slower on busy cores"
-    return f"{threads} CPU threads"
+        return "on 1 CPU thread, all a model this small needs"
+    return f"on {threads} CPU threads"
 
 
 def reading(rows: dict[str, dict[str, float]]) -> list[str]:
     """Two or three sentences that read the table: whether the methods reach dominance in the
-    unpaired view, and how they compare in the paired view and on the task."""
+    unpaired view, how they compare in the paired view, and why AOT unpaired lags there when
+    it does."""
     methods = {name: row for name, row in rows.items() if "fsd_violation" in row}
     worst = max(methods, key=lambda name: methods[name]["fsd_violation"])
     if methods[worst]["fsd_violation"] <= 0.01:
+        worst_fsd = methods[worst]["fsd_violation"]
         lines = [
-            "Dominance: every method's chosen rewards lie above its rejected ones at practically "
-            f"every quantile (FSD violation <= {methods[worst]['fsd_violation']:.3f})."
+            "Reading: every method's chosen rewards dominate its rejected ones "
+            f"(FSD violation <= {worst_fsd:.3f})."
         ]
     else:
+        others = ", ".join(f"{n} {r['fsd_violation']:.0%}" for n, r in methods.items() if n != worst)
         lines = [
-            f"Dominance: {worst} leaves {methods[worst]['fsd_violation']:.0%} of the quantile levels "
-            "with chosen rewards below rejected ones; the others: "
-            + ", ".join(f"{n} {r['fsd_violation']:.3f}" for n, r in methods.items() if n != worst)
-            + "."
+            f"Reading: {worst}'s chosen rewards fall below its rejected ones at "
+            f"{methods[worst]['fsd_violation']:.0%} of the quantile levels ({others})."
         ]
-    paired_view = ", ".join(
-        f"{n} {r['margin_violation']:.3f} (task score {r['task_score']:.2f})" for n, r in methods.items()
+    lagging = max(methods, key=lambda name: methods[name]["margin_violation"])
+    others = ", ".join(f"{n} {r['margin_violation']:.0%}" for n, r in methods.items() if n != lagging)
+    lines.append(
+        f"Paired view: {lagging} keeps {methods[lagging]['margin_violation']:.0%} of its margin quantiles "
+        f"below the reference's ({others})."
     )
-    reference = rows["reference"]["task_score"]
-    lines.append(f"Paired view (margin violation): {paired_view}; the reference scores {reference:.2f}.")
     unpaired_row, paired_row = methods.get("AOT unpaired"), methods.get("AOT paired")
     lag = unpaired_row and paired_row and unpaired_row["margin_violation"] - paired_row["margin_violation"]
     if lag and lag > 0.05:
         lines.append(
-            "Why AOT unpaired lags in that view: it couples chosen and rejected rewards by rank, not "
-            "by prompt, so it never sees which two answers share a prompt, while AOT paired and DPO "
-            "train on exactly those per-prompt margins."
+            "Why: AOT unpaired matches chosen to rejected rewards by rank, not by prompt; "
+            "it ignores the pairs."
         )
     return lines
 

@@ -1,8 +1,11 @@
-"""The demo (`python -m aot_loss demo`): end to end in its reduced mode, and its parts."""
+"""The demo (`python -m aot_loss demo`): end to end as documented, and its parts."""
 
 import json
+import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,23 +13,60 @@ from optional import import_or_skip
 
 from aot_loss import demo
 
+ROOT = Path(__file__).resolve().parents[1]
+# A progress bar's final line (stderr), and the figures that depend on the machine's speed.
+BAR = re.compile(r"^ *(AOT unpaired|AOT paired|DPO) \[#+\] \d+/\d+ steps, \d+ it/s$")
+TIMING = re.compile(r"( in )\d+( s)$|(steps, )\d+( it/s)$")
 
-def run_module(*args):
+
+def run_module(*args, **kwargs):
     return subprocess.run(
-        [sys.executable, "-m", "aot_loss", *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "aot_loss", *args], capture_output=True, text=True, timeout=300, **kwargs
     )
 
 
-def test_quick_demo_end_to_end(tmp_path):
-    import_or_skip("matplotlib")
-    result = run_module("demo", "--quick", "--no-progress", "--out", str(tmp_path))
+def documented_output() -> list[str]:
+    """The terminal output that docs/diagnostics.md shows for `python -m aot_loss demo`."""
+    page = (ROOT / "docs" / "diagnostics.md").read_text()
+    (block,) = re.findall(r"^```text\n(building the task.*?)^```", page, re.S | re.M)
+    return block.splitlines()
+
+
+def _timeless(lines):
+    return [TIMING.sub(lambda m: f"{m[1] or m[3]}N{m[2] or m[4]}", line) for line in lines]
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    """`python -m aot_loss demo` exactly as documented, in a fresh folder, through the pure
+    install's kernels (the README's command builds no native library)."""
+    import_or_skip("matplotlib")  # the documented run writes the figures
+    cwd = tmp_path_factory.mktemp("demo")
+    result = run_module("demo", cwd=cwd, env={**os.environ, "AOT_LOSS_DISABLE_NATIVE": "1"})
     assert result.returncode == 0, result.stderr
-    for name in ("reference", *demo.LOSSES):
-        assert f"\n{name}" in result.stdout
-    assert (tmp_path / "reward_quantiles.png").read_bytes()[:4] == b"\x89PNG"
-    assert (tmp_path / "margin_quantiles.png").read_bytes()[:4] == b"\x89PNG"
-    report = json.loads((tmp_path / "metrics.json").read_text())
-    assert report["args"]["steps"] == 120 and report["args"]["quick"] is True
+    return result, cwd
+
+
+def test_the_docs_show_what_the_documented_command_prints(default_run):
+    """Every line of docs/diagnostics.md's output block, but the seconds and the steps per
+    second: the table, the legend, the files, the reading and the progress bars. If this
+    fails after a change that moves the figures, rerun the command at the new commit and
+    paste its output (and the commit) into the page."""
+    result, _ = default_run
+    documented = documented_output()
+    bars = [line for line in documented if BAR.match(line)]
+    printed = [line for line in documented if not BAR.match(line)]
+    assert _timeless(result.stdout.splitlines()) == _timeless(printed)
+    assert _timeless(result.stderr.splitlines()) == _timeless(bars)
+
+
+def test_the_default_run_writes_the_figures_and_the_table(default_run):
+    result, cwd = default_run
+    out = cwd / "aot_demo"
+    assert (out / "reward_quantiles.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "margin_quantiles.png").read_bytes()[:4] == b"\x89PNG"
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["args"]["steps"] == 300 and report["args"]["threads"] == 1
     rows = report["rows"]
     assert set(rows) == {"reference", *demo.LOSSES}
     for name in demo.LOSSES:
@@ -37,6 +77,27 @@ def test_quick_demo_end_to_end(tmp_path):
         assert row["reward_margin_q10"] <= row["reward_margin_q50"] <= row["reward_margin_q90"]
         # Training on the preferences makes every method's own samples score better.
         assert row["task_score"] > rows["reference"]["task_score"]
+    assert demo.format_table(rows) in result.stdout
+
+
+def test_the_reading_follows_the_table():
+    rows = {
+        "reference": {"task_score": 0.2},
+        "AOT unpaired": {"fsd_violation": 0.002, "margin_violation": 0.4, "task_score": 0.45},
+        "AOT paired": {"fsd_violation": 0.0, "margin_violation": 0.01, "task_score": 0.84},
+    }
+    lines = demo.reading(rows)
+    assert len(lines) == 3
+    assert "dominate its rejected ones (FSD violation <= 0.002)" in lines[0]
+    assert "AOT unpaired keeps 40% of its margin quantiles below the reference's (AOT paired 1%)" in lines[1]
+    assert "by rank, not by prompt" in lines[2]
+    rows["AOT unpaired"] |= {"fsd_violation": 0.2, "margin_violation": 0.02}
+    lines = demo.reading(rows)
+    assert len(lines) == 2  # no lag to explain
+    assert (
+        "AOT unpaired's chosen rewards fall below its rejected ones at 20% of the quantile levels" in lines[0]
+    )
+    assert "AOT unpaired keeps 2% of its margin quantiles" in lines[1]
 
 
 def test_help_documents_the_options():
