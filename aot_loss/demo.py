@@ -332,8 +332,8 @@ def _progress(items: range, label: str, enabled: bool) -> Iterator[int]:
         if enabled and (tty or done == total):
             filled = 30 * done // total
             rate = done / max(time.perf_counter() - began, 1e-9)
-            bar = f"\r{label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} steps, {rate:.0f} it/s"
-            sys.stderr.write(bar + ("\n" if done == total else ""))
+            bar = f"{label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} steps, {rate:.0f} it/s"
+            sys.stderr.write(("\r" if tty else "") + bar + ("\n" if done == total else ""))
             sys.stderr.flush()
 
 
