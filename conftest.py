@@ -1,4 +1,5 @@
-"""The doctests of ``aot_loss/`` (pytest's ``--doctest-modules``) without the optional packages.
+"""What every test and doctest shares: a seeded generator, and the doctests of ``aot_loss/``
+(pytest's ``--doctest-modules``) without the optional packages.
 
 A module that imports a missing optional package at its top, or a docstring example that
 imports one, skips with a reason naming what to install, instead of failing collection or
@@ -13,19 +14,26 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from _pytest.doctest import DoctestItem
 
-from aot_loss._optional import INSTALL
+from aot_loss._optional import OPTIONAL, install_command
 
 PACKAGE = Path(__file__).parent / "aot_loss"
 
 
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    """Each test and each doctest starts from the same generator state, whatever ran before."""
+    torch.manual_seed(0)
+
+
 def _absent(names: Iterable[str]) -> list[str]:
-    return sorted({n for n in names if n in INSTALL and importlib.util.find_spec(n) is None})
+    return sorted({n for n in names if n in OPTIONAL and importlib.util.find_spec(n) is None})
 
 
 def _reason(absent: list[str]) -> str:
-    return "; ".join(f"needs {name}: {INSTALL[name]}" for name in absent)
+    return "; ".join(f"needs {name}: {install_command(name)}" for name in absent)
 
 
 def _imported(statements: Iterable[ast.stmt]) -> Iterator[str]:

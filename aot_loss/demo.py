@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import metrics
+from ._optional import install_command
 from .functional import paired, unpaired
 
 VOCAB, PROMPT_LEN, ANSWER_LEN, SEP = 16, 4, 8, 0  # token 0 separates prompt and answer
@@ -254,7 +255,7 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     written = [args.out / "metrics.json"]
     written[0].write_text(json.dumps({"args": _jsonable(args), "rows": rows}, indent=2) + "\n")
     if importlib.util.find_spec("matplotlib") is None:
-        print('matplotlib is not installed: no plots (pip install "aot-loss[plot]")')
+        print(f"matplotlib is not installed: no plots ({install_command('matplotlib')})")
     else:
         written += _plots(evaluations, args.out)
     print(f"wrote {', '.join(str(p) for p in written)} in {time.perf_counter() - began:.0f} s")

@@ -6,9 +6,9 @@ r"""The paper's Figure 1 views: quantile curves with the violation of dominance 
   chosen-minus-rejected margins against the reference's, one panel per model.
 
 Both draw on a standalone `matplotlib.figure.Figure` (no pyplot, no display, no change to
-the global backend), return it, and write a PNG when given a path. Needs matplotlib:
-`pip install "aot-loss[plot]"`. As in `aot_loss.metrics`, a NaN sample sorts last: its
-curve breaks off at the top levels and the panel's violation reads `nan`.
+the global backend), return it, and write a PNG when given a path. Needs matplotlib: the
+`plot` extra (`pip install ".[plot]"` in a clone). As in `aot_loss.metrics`, a NaN sample
+sorts last: its curve breaks off at the top levels and the panel's violation reads `nan`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What the optional parts of the suite need, and the skip that says how to install it.
 
-The install commands are the library's own (``aot_loss._optional.INSTALL``), so a skip reason
+The install commands are the library's own (``aot_loss._optional.install_command``), so a skip reason
 reads like the ImportError a user would meet.
 """
 
@@ -9,12 +9,12 @@ from types import ModuleType
 import pytest
 
 from aot_loss import _native
-from aot_loss._optional import INSTALL
+from aot_loss._optional import install_command
 
 
 def import_or_skip(module: str) -> ModuleType:
     """``pytest.importorskip`` whose reason names the command that installs ``module``."""
-    return pytest.importorskip(module, reason=f"needs {module}: {INSTALL[module.split('.')[0]]}")
+    return pytest.importorskip(module, reason=f"needs {module}: {install_command(module)}")
 
 
 def needs(*modules: str) -> pytest.MarkDecorator:
@@ -22,7 +22,9 @@ def needs(*modules: str) -> pytest.MarkDecorator:
     import importlib.util
 
     absent = [m for m in modules if importlib.util.find_spec(m) is None]
-    return pytest.mark.skipif(bool(absent), reason="; ".join(f"needs {m}: {INSTALL[m]}" for m in absent))
+    return pytest.mark.skipif(
+        bool(absent), reason="; ".join(f"needs {m}: {install_command(m)}" for m in absent)
+    )
 
 
 def native_reason() -> str:

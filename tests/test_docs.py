@@ -19,7 +19,7 @@ import torch.distributed as dist
 from optional import import_or_skip
 
 import aot_loss
-from aot_loss._optional import INSTALL
+from aot_loss._optional import OPTIONAL
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
@@ -166,6 +166,6 @@ def test_page_runs(page, tmp_path, monkeypatch, world_of_one, trl_on_cpu):
             try:
                 exec(compile(code, f"{page.name}, block {number}", "exec"), {"__name__": "__docs__"}, env)
             except ImportError as error:
-                if (error.name or "").split(".")[0] not in INSTALL:
+                if (error.name or "").split(".")[0] not in OPTIONAL:
                     raise
                 pytest.skip(f"{page.name}, block {number}: {error}")  # says what to install

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from aot_loss._optional import INSTALL
+from aot_loss._optional import OPTIONAL
 
 ROOT = Path(__file__).resolve().parents[1]
 ABSENT = Path(__file__).parent / "absent.py"
-EVERY_OPTIONAL = ",".join(INSTALL)
+EVERY_OPTIONAL = ",".join(OPTIONAL)
 
 
 def run_without(packages: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -34,10 +34,11 @@ def raises_import_error(packages: str, code: str) -> str:
 @pytest.mark.parametrize(
     ("packages", "code", "install"),
     [
-        ("matplotlib", "import aot_loss.plot", 'pip install "aot-loss[plot]"'),
-        ("trl", "import aot_loss.llm.trl", 'pip install "aot-loss[trl]"'),
-        ("transformers", "import aot_loss.llm.trl", 'pip install "aot-loss[trl]"'),  # trl's own import
-        ("accelerate", "import aot_loss.llm.trl", 'pip install "aot-loss[trl]"'),
+        ("matplotlib", "import aot_loss.plot", '"matplotlib>=3.7" (the "plot" extra of aot-loss)'),
+        ("trl", "import aot_loss.llm.trl", '"trl<2,>=1.16" (the "trl" extra of aot-loss)'),
+        # trl's own imports: installing trl brings them
+        ("transformers", "import aot_loss.llm.trl", '"trl<2,>=1.16" (the "trl" extra of aot-loss)'),
+        ("accelerate", "import aot_loss.llm.trl", '"trl<2,>=1.16" (the "trl" extra of aot-loss)'),
         (
             "torchsort",
             "import aot_loss, torch; aot_loss.soft_sort(torch.randn(4), backend='torchsort')",
@@ -63,7 +64,7 @@ def test_peft_is_named_when_the_policy_has_no_adapters():
     )
     out = run_without("peft", "-c", code)
     assert out.returncode == 0, out.stderr
-    assert 'peft.get_peft_model (pip install "aot-loss[llm]")' in out.stdout
+    assert 'peft.get_peft_model (pip install "transformers>=4.46" "peft>=0.13" (the "llm" extra' in out.stdout
 
 
 def test_the_core_and_the_llm_layer_need_none_of_them():
@@ -83,7 +84,7 @@ def test_the_demo_runs_without_matplotlib_and_says_how_to_get_the_plots(tmp_path
         "matplotlib", "-m", "aot_loss", "demo", "--quick", "--no-progress", "--out", str(tmp_path)
     )
     assert out.returncode == 0, out.stderr
-    assert 'matplotlib is not installed: no plots (pip install "aot-loss[plot]")' in out.stdout
+    assert 'no plots (pip install "matplotlib>=3.7" (the "plot" extra of aot-loss))' in out.stdout
     assert (tmp_path / "metrics.json").exists() and not list(tmp_path.glob("*.png"))
 
 

@@ -2,8 +2,8 @@
 log-probabilities of Hugging Face causal LMs, the policy and its frozen reference, and the AOT
 losses on batches of completions.
 
-Needs only torch; the models and tokenizers come from transformers (and PEFT), installed with
-``pip install "aot-loss[llm]"``.
+Needs only torch; the models and tokenizers come from transformers (and PEFT), which the
+``llm`` extra installs (``pip install ".[llm]"`` in a clone).
 """
 
 from .data import PairedCollator, UnpairedCollator, pad_batch, tokenize_completion

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from .._optional import install_command
 from .._validation import check_count
 from .logps import check_options, check_shapes, sequence_logps
 
@@ -158,7 +159,7 @@ class PolicyWithReference(nn.Module):
                 name = type(policy).__name__
                 raise ValueError(
                     f"reference='adapters' needs a PEFT model (with disable_adapter()), got {name}: "
-                    'wrap the policy with peft.get_peft_model (pip install "aot-loss[llm]")'
+                    f"wrap the policy with peft.get_peft_model ({install_command('peft')})"
                 )
             self.reference = None
         elif isinstance(reference, nn.Module):

@@ -1,8 +1,8 @@
 """TRL integration: TRL's ``DPOTrainer`` with its ``aot`` / ``aot_unpaired`` losses computed by
 aot-loss, which adds costs, soft sorting, global coupling across ranks and the chunked LM head.
 
-Importing this module needs ``trl`` (``pip install "aot-loss[trl]"``); nothing else in aot_loss
-imports it.
+Importing this module needs ``trl`` (the ``trl`` extra: ``pip install ".[trl]"`` in a clone);
+nothing else in aot_loss imports it.
 """
 
 from __future__ import annotations
