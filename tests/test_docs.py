@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import doctest
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -169,3 +171,19 @@ def test_page_runs(page, tmp_path, monkeypatch, world_of_one, trl_on_cpu):
                 if (error.name or "").split(".")[0] not in OPTIONAL:
                     raise
                 pytest.skip(f"{page.name}, block {number}: {error}")  # says what to install
+
+
+@pytest.mark.parametrize(
+    ("which", "runs"), [("demo", "python -m aot_loss demo"), ("tests", "python -m pytest")]
+)
+def test_ci_reads_the_readme_commands_as_written(which, runs):
+    """.ci/run runs what .ci/readme_command prints: the README's own line, byte for byte."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / ".ci" / "readme_command"), which],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    command = out.stdout.rstrip("\n")
+    assert f"```bash\n{command}\n```" in (ROOT / "README.md").read_text()
+    assert command.startswith("python3 -m venv .venv && ") and command.endswith(runs)

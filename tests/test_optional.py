@@ -52,19 +52,16 @@ def test_a_missing_package_says_what_to_install(packages, code, install):
 
 
 def test_peft_is_named_when_the_policy_has_no_adapters():
-    """aot-loss never imports peft: it uses a PEFT model's own disable_adapter(), so the user
-    meets its absence as a model without adapters, and the error says what to install."""
+    """aot-loss never imports peft: it calls a PEFT model's own disable_adapter(). Without
+    peft, reference='adapters' can only be given a model without adapters, and says what to
+    install."""
     code = (
-        "import torch\n"
-        "from aot_loss.llm import PolicyWithReference\n"
-        "try:\n"
-        "    PolicyWithReference(torch.nn.Linear(2, 2), reference='adapters')\n"
-        "except ValueError as e:\n"
-        "    print(e)\n"
+        "from aot_loss.llm import PolicyWithReference; import torch; "
+        "PolicyWithReference(torch.nn.Linear(2, 2), reference='adapters')"
     )
-    out = run_without("peft", "-c", code)
-    assert out.returncode == 0, out.stderr
-    assert 'peft.get_peft_model (pip install "transformers>=4.46" "peft>=0.13" (the "llm" extra' in out.stdout
+    message = raises_import_error("peft", code)
+    assert "needs a PEFT model" in message
+    assert 'peft is not installed: pip install "transformers>=4.46" "peft>=0.13" (the "llm" extra' in message
 
 
 def test_the_core_and_the_llm_layer_need_none_of_them():

@@ -175,3 +175,59 @@ def test_native_errors_come_whole_when_libstdcxx_is_linked_statically(tmp_path):
     out = _run_from(installed, code)
     assert out.returncode == 1, out.stderr[-800:]
     assert re.search(r"dominance_binding\.h:\d+, aot_loss::dominance: v must have the dtype of u", out.stderr)
+
+
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        (None, "--force-reinstall --no-deps --no-binary aot-loss aot-loss=={version}"),  # from an index
+        (
+            {"url": "file:///dl/aot_loss-{version}.tar.gz", "archive_info": {}},
+            "--no-deps /dl/aot_loss-{version}.tar.gz",
+        ),
+        (
+            {"url": "file:///dl/aot_loss-{version}-py3-none-any.whl", "archive_info": {}},
+            "--no-deps aot_loss-{version}.tar.gz  (the sdist of this version, or a clone)",
+        ),
+    ],
+)
+def test_the_build_command_fits_an_installed_package(tmp_path, monkeypatch, record, expected):
+    """Installed in site-packages (no setup.py beside the package): the command rebuilds from
+    what pip recorded (PEP 610's direct_url.json), never `-e .`, which needs a clone."""
+    version = aot_loss.__version__
+    site = tmp_path / "site-packages"
+    (site / "aot_loss").mkdir(parents=True)
+    info = site / f"aot_loss-{version}.dist-info"
+    info.mkdir()
+    if record is not None:
+        record = {**record, "url": record["url"].format(version=version)}
+        (info / "direct_url.json").write_text(json.dumps(record))
+    monkeypatch.setattr(_native, "_PACKAGE", site / "aot_loss")
+    _native.build_command.cache_clear()
+    try:
+        command = _native.build_command()
+    finally:
+        _native.build_command.cache_clear()
+    assert command.startswith("AOT_LOSS_BUILD_EXT=1 pip install --no-build-isolation ")
+    assert command.endswith(expected.format(version=version))
+
+
+def test_the_build_command_of_a_clone_builds_in_place(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _native.build_command.cache_clear()
+    try:
+        command = _native.build_command()
+    finally:
+        _native.build_command.cache_clear()
+    assert command == f"AOT_LOSS_BUILD_EXT=1 pip install --no-build-isolation -e {ROOT}"
+
+
+def test_info_prints_the_build_command_once():
+    out = subprocess.run(
+        [sys.executable, "-m", "aot_loss", "info"], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout
+    if _native.STATUS.loaded:
+        assert "build it with" not in out
+    else:
+        assert out.count("AOT_LOSS_BUILD_EXT=1 pip install") == 1
+        assert "native library: not built (build it with: AOT_LOSS_BUILD_EXT=1 pip install" in out

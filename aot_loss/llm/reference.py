@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import math
 import numbers
 from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
@@ -157,10 +158,10 @@ class PolicyWithReference(nn.Module):
         elif isinstance(reference, str) and reference == "adapters":
             if not callable(getattr(policy, "disable_adapter", None)):
                 name = type(policy).__name__
-                raise ValueError(
-                    f"reference='adapters' needs a PEFT model (with disable_adapter()), got {name}: "
-                    f"wrap the policy with peft.get_peft_model ({install_command('peft')})"
-                )
+                message = f"reference='adapters' needs a PEFT model (with disable_adapter()), got {name}"
+                if importlib.util.find_spec("peft") is None:  # it cannot be one: PEFT is not installed
+                    raise ImportError(f"{message}, and peft is not installed: {install_command('peft')}")
+                raise ValueError(f"{message}: wrap the policy with peft.get_peft_model")
             self.reference = None
         elif isinstance(reference, nn.Module):
             if reference is policy:
