@@ -23,6 +23,43 @@ from ._coupling import cell_diff, plan
 from ._library import LIBRARY
 
 
+def check_args(u: Tensor, v: Tensor, u_weights: Tensor | None, v_weights: Tensor | None, cost: str) -> None:
+    """The op's argument checks, as the native kernels make them (csrc/dominance_binding.h),
+    for the kernels written in Python: the op is public in ``torch.ops`` and replayed by
+    compiled graphs, so a call need not come from the checked public functions. Without
+    them the default kernel would broadcast rows of v against u, or read weights of
+    another shape. Reads metadata only."""
+
+    def fail(message: str) -> None:
+        raise RuntimeError(f"aot_loss::dominance: {message}")
+
+    if cost not in COSTS:
+        fail(f"unknown cost '{cost}'")
+    if u.dtype not in (torch.float32, torch.float64):
+        fail(f"u must be float32 or float64, got {u.dtype}")
+    for name, t in (("v", v), ("u_weights", u_weights), ("v_weights", v_weights)):
+        if t is None:
+            continue
+        if t.device != u.device:
+            fail(f"{name} must be on the device of u ({u.device}), got {t.device}")
+        if t.dtype != u.dtype:
+            fail(f"{name} must have the dtype of u")
+        if t.dim() != u.dim() or u.dim() < 1:
+            fail(f"{name} must have the number of dimensions of u (>= 1)")
+    if u.shape[:-1] != v.shape[:-1]:
+        shapes = f"got u of shape {_shape(u)} and v of shape {_shape(v)}"
+        fail(f"v must have the rows of u (all dims but the last), {shapes}")
+    if u.shape[-1] < 1 or v.shape[-1] < 1:
+        fail("empty sample")
+    for name, w, of, t in (("u_weights", u_weights, "u", u), ("v_weights", v_weights, "v", v)):
+        if w is not None and w.shape != t.shape:
+            fail(f"{name} must have the shape of {of} {_shape(t)}, got {_shape(w)}")
+
+
+def _shape(t: Tensor) -> str:
+    return str(tuple(t.shape))
+
+
 def _dominance_torch(
     u: Tensor,
     v: Tensor,
@@ -34,6 +71,7 @@ def _dominance_torch(
     need_grad: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Reference kernel: the coupling of ``_coupling.plan`` with analytic cell slopes."""
+    check_args(u, v, u_weights, v_weights, cost)
     p = plan(u, v, u_weights, v_weights)
     diff = cell_diff(p)
     mass = p.mass if p.mass is not None else torch.full_like(diff, 1.0 / diff.shape[-1])
@@ -67,6 +105,7 @@ def _dominance_fake(
     label_smoothing: float,
     need_grad: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
+    check_args(u, v, u_weights, v_weights, cost)
     if not need_grad:
         return u.new_empty(u.shape[:-1]), u.new_empty(0), v.new_empty(0)
     return u.new_empty(u.shape[:-1]), u.new_empty(u.shape), v.new_empty(v.shape)

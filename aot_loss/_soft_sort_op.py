@@ -22,8 +22,45 @@ from ._optional import require
 from ._pav import soft_sort_backward_torch, soft_sort_torch
 from ._validation import SoftSortBackend
 
+
+def check_backward_args(
+    grad: Tensor, x: Tensor, state: Tensor, regularization: str, values: bool = True
+) -> None:
+    """The checks of ``soft_sort_backward``'s arguments that the native kernel makes
+    (csrc/soft_sort_cpu.cpp), for the op's Python kernels: anyone can call the op, and its
+    kernel indexes with ``state``. The state's values (with ``values``) are checked on CPU,
+    where that costs no synchronisation; elsewhere torch's own index checks stop a bad one."""
+
+    def fail(message: str) -> None:
+        raise RuntimeError(f"aot_loss::soft_sort_backward: {message}")
+
+    if regularization not in ("l2", "kl"):
+        fail(f"regularization must be 'l2' or 'kl', got '{regularization}'")
+    if (
+        grad.dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+        or x.dtype != grad.dtype
+    ):
+        fail(f"grad and x must have one floating dtype, got {grad.dtype} and {x.dtype}")
+    if state.dtype != torch.int64:
+        fail(f"state must be int64, got {state.dtype}")
+    if not (grad.shape == x.shape == state.shape):
+        shapes = f"{tuple(grad.shape)}, {tuple(x.shape)} and {tuple(state.shape)}"
+        fail(f"grad, x and state must have one shape, got {shapes}")
+    if values and state.device.type == "cpu" and state.numel() > 0:
+        n = state.shape[-1]
+        perm, first = state & 0xFFFFFFFF, state >> 32
+        is_permutation = bool((perm.sort(-1).values == torch.arange(n)).all())
+        if not (is_permutation and bool((state >= 0).all()) and bool((first <= torch.arange(n)).all())):
+            fail("state is not the state of soft_sort's forward; pass the one aot_loss::soft_sort returned")
+
+
+def _soft_sort_backward_checked(grad: Tensor, x: Tensor, state: Tensor, regularization: str) -> Tensor:
+    check_backward_args(grad, x, state, regularization)
+    return soft_sort_backward_torch(grad, x, state, regularization)
+
+
 LIBRARY.impl("soft_sort", soft_sort_torch, "CompositeExplicitAutograd")
-LIBRARY.impl("soft_sort_backward", soft_sort_backward_torch, "CompositeExplicitAutograd")
+LIBRARY.impl("soft_sort_backward", _soft_sort_backward_checked, "CompositeExplicitAutograd")
 _forward_op = torch.ops.aot_loss.soft_sort.default
 _backward_op = torch.ops.aot_loss.soft_sort_backward.default
 
@@ -35,6 +72,7 @@ def _soft_sort_fake(x: Tensor, strength: float, regularization: str) -> tuple[Te
 
 @torch.library.register_fake("aot_loss::soft_sort_backward")
 def _soft_sort_backward_fake(grad: Tensor, x: Tensor, state: Tensor, regularization: str) -> Tensor:
+    check_backward_args(grad, x, state, regularization, values=False)  # no data under a fake tensor
     return grad.new_empty(grad.shape)
 
 

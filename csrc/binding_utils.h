@@ -9,6 +9,7 @@
 #include <torch/headeronly/util/Exception.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace aot_loss::binding {
@@ -24,6 +25,13 @@ struct StableParallelFor {
 inline std::vector<int64_t> shape_of(const torch::stable::Tensor& t) {
   const auto sizes = t.sizes();
   return std::vector<int64_t>(sizes.begin(), sizes.end());
+}
+
+// "(2, 5)": a shape for an error message.
+inline std::string shape_string(const std::vector<int64_t>& shape) {
+  std::string out = "(";
+  for (size_t d = 0; d < shape.size(); ++d) out += (d ? ", " : "") + std::to_string(shape[d]);
+  return out + (shape.size() == 1 ? ",)" : ")");
 }
 
 // Skips the dispatcher round trip of contiguous() in the common, already-contiguous case.

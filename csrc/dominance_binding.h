@@ -42,20 +42,28 @@ kernels::Cost check_dominance_args(torch::stable::Tensor& u, torch::stable::Tens
   };
   check(u, "u");
   check(v, "v");
-  const int64_t n = u.size(u.dim() - 1), m = v.size(v.dim() - 1);
+  // The kernel reads rows * n values of u and of its weights, rows * m of v and of its
+  // weights: every shape must agree before any of them is read.
+  const std::vector<int64_t> u_shape = shape_of(u), v_shape = shape_of(v);
+  STD_TORCH_CHECK(std::equal(u_shape.begin(), u_shape.end() - 1, v_shape.begin()),
+                  "aot_loss::dominance: v must have the rows of u (all dims but the last), got u of shape ",
+                  shape_string(u_shape), " and v of shape ", shape_string(v_shape));
+  const int64_t n = u_shape.back(), m = v_shape.back();
   STD_TORCH_CHECK(n >= 1 && m >= 1, "aot_loss::dominance: empty sample");
   STD_TORCH_CHECK(std::max(n, m) < std::numeric_limits<uint32_t>::max(),
                   "aot_loss::dominance: rows longer than 2^32 - 1 elements");
   u = as_contiguous(u);
   v = as_contiguous(v);
-  if (u_weights) {
-    check(*u_weights, "u_weights");
-    u_weights = as_contiguous(*u_weights);
-  }
-  if (v_weights) {
-    check(*v_weights, "v_weights");
-    v_weights = as_contiguous(*v_weights);
-  }
+  const auto check_weights = [&](std::optional<torch::stable::Tensor>& w, const std::vector<int64_t>& shape,
+                                 const char* name, const char* of) {
+    if (!w) return;
+    check(*w, name);
+    STD_TORCH_CHECK(shape_of(*w) == shape, "aot_loss::dominance: ", name, " must have the shape of ", of, " ",
+                    shape_string(shape), ", got ", shape_string(shape_of(*w)));
+    w = as_contiguous(*w);
+  };
+  check_weights(u_weights, u_shape, "u_weights", "u");
+  check_weights(v_weights, v_shape, "v_weights", "v");
   return cost;
 }
 

@@ -7,11 +7,13 @@
 #include <torch/headeronly/core/ScalarType.h>
 #include <torch/headeronly/util/Exception.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "binding_utils.h"
 #include "kernels/soft_sort.h"
@@ -69,6 +71,26 @@ std::tuple<Tensor, Tensor> soft_sort_cpu(Tensor x, double strength, std::string 
   return {values, state};
 }
 
+// The state is the forward's, but anyone can call the op with any int64 tensor, and the
+// kernel indexes with it: per row, the low 32 bits must be a permutation of 0..n-1 and the
+// high bits the first sorted index of each block (non-decreasing, each block starting at its
+// own index). Returns the first offending flat index, or -1.
+int64_t invalid_state(const int64_t* state, int64_t rows, int64_t n) {
+  std::vector<uint8_t> seen(static_cast<size_t>(n));
+  for (int64_t r = 0; r < rows; ++r) {
+    std::fill(seen.begin(), seen.end(), uint8_t{0});
+    const int64_t* s = state + r * n;
+    for (int64_t i = 0; i < n; ++i) {
+      const uint64_t perm = static_cast<uint64_t>(s[i]) & 0xFFFFFFFFu;
+      const int64_t first = s[i] >> 32;
+      const bool block_ok = i == 0 ? first == 0 : (first == i || first == s[i - 1] >> 32);
+      if (s[i] < 0 || perm >= static_cast<uint64_t>(n) || seen[perm] || !block_ok) return r * n + i;
+      seen[perm] = 1;
+    }
+  }
+  return -1;
+}
+
 template <typename T>
 void backward(const Tensor& grad, const Tensor& x, const Tensor& state, bool kl, Tensor& grad_x) {
   const int64_t n = last_size(grad);
@@ -90,6 +112,10 @@ Tensor soft_sort_backward_cpu(Tensor grad, Tensor x, Tensor state, std::string r
   state = as_contiguous(state);
   Tensor grad_x = empty_cpu(shape, dtype_code(grad));
   if (grad.numel() > 0) {
+    const int64_t n = last_size(grad);
+    const int64_t bad = invalid_state(static_cast<const int64_t*>(state.const_data_ptr()), grad.numel() / n, n);
+    STD_TORCH_CHECK(bad < 0, "aot_loss::soft_sort_backward: state is not the state of soft_sort's forward (element ",
+                    bad, " of its flattened rows); pass the state that aot_loss::soft_sort returned");
     if (grad.scalar_type() == ScalarType::Float) {
       backward<float>(grad, x, state, regularization == "kl", grad_x);
     } else {
