@@ -83,7 +83,7 @@ def couple_values(u: Tensor, v: Tensor, u_weights: Tensor | None, v_weights: Ten
             return couple(u, v, u_weights, v_weights)
         u_sorted, v_sorted = sort_values(u), sort_values(v)
         iu, iv, mass = _grid(u_sorted, v_sorted, None, None)
-        return Coupling(_diff(u_sorted, v_sorted, iu, iv), mass)
+        return Coupling(_diff(u_sorted, v_sorted, iu, iv, mass), mass)
 
 
 def integrate(values: Tensor, mass: Tensor | None) -> Tensor:
@@ -93,13 +93,24 @@ def integrate(values: Tensor, mass: Tensor | None) -> Tensor:
 
 def cell_diff(p: Plan) -> Tensor:
     """Q_U - Q_V on each cell of the plan: sorted pairs, or the samples each cell couples."""
-    return _diff(p.u_sorted, p.v_sorted, p.iu, p.iv)
+    return _diff(p.u_sorted, p.v_sorted, p.iu, p.iv, p.mass)
 
 
-def _diff(u_sorted: Tensor, v_sorted: Tensor, iu: Tensor | None, iv: Tensor | None) -> Tensor:
+def _diff(
+    u_sorted: Tensor, v_sorted: Tensor, iu: Tensor | None, iv: Tensor | None, mass: Tensor | None
+) -> Tensor:
+    """The coupled differences; 0 on cells of zero length.
+
+    A cell of zero length weighs nothing, but its cost times 0 is NaN when the cost is
+    infinite or NaN there: a sample of weight 0 holding NaN or -inf, or a difference whose
+    cost overflows. Its difference is set to 0 instead (cost h(0), times 0), and the
+    ``where`` passes no gradient to what it replaced, so a sample of zero mass has no effect
+    on the value and gets a zero gradient, whatever it holds (the native kernels do the same).
+    """
     if iu is None or iv is None:
         return u_sorted - v_sorted
-    return u_sorted.gather(-1, iu) - v_sorted.gather(-1, iv)
+    diff = u_sorted.gather(-1, iu) - v_sorted.gather(-1, iv)
+    return diff if mass is None else torch.where(mass > 0, diff, 0.0)
 
 
 def _grid(

@@ -171,3 +171,60 @@ def test_uniform_grid_is_cached_per_size_and_never_written():
     fresh = _coupling._uniform_cells(7, 3, u.device, u.dtype)
     for a, b in zip(cached, fresh, strict=True):
         assert torch.equal(a, b)
+
+
+def _backend_or_skip(backend: str) -> None:
+    if backend == "native" and not aot_loss._native.STATUS.loaded:
+        pytest.skip(native_reason())
+
+
+@pytest.mark.parametrize("backend", ["torch", "native"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("m", [6, 8, 13])
+def test_a_cost_that_overflows_gives_inf_on_every_size(backend, dtype, m):
+    """(1e30 - 2e30)^2 overflows float32 (and 1e300's float64): the loss is inf, never the
+    NaN that a cell of zero length (inf * 0) used to add on the merged grid."""
+    _backend_or_skip(backend)
+    big = 1e30 if dtype == torch.float32 else 1e300
+    u, v = torch.full((8,), big, dtype=dtype), torch.full((m,), 2 * big, dtype=dtype)
+    for weights in (None, torch.rand(m, dtype=dtype) + 0.1):
+        out = aot_loss.unpaired(u, v, neg_weights=weights, loss="least_squares", beta=1.0, backend=backend)
+        assert out.item() == float("inf"), (m, weights is not None)
+
+
+@pytest.mark.parametrize("backend", ["torch", "native"])
+@pytest.mark.parametrize("bad", [float("nan"), float("-inf"), float("inf"), 1e38])
+@pytest.mark.parametrize("side", ["u", "v"])
+@pytest.mark.parametrize("sizes", [(9, 9), (9, 7), (5, 12)])
+def test_a_sample_of_zero_weight_has_no_effect_whatever_it_holds(backend, bad, side, sizes):
+    """Masking samples by a zero weight (padding, filtered samples) is the natural idiom: the
+    value equals the loss without them, they get a zero gradient and the others a finite one."""
+    _backend_or_skip(backend)
+    n, m = sizes
+    g = torch.Generator().manual_seed(n * m)
+    u, v = torch.randn(n, dtype=f64, generator=g), torch.randn(m, dtype=f64, generator=g)
+    wu, wv = torch.rand(n, dtype=f64, generator=g) + 0.1, torch.rand(m, dtype=f64, generator=g) + 0.1
+    values, weights = (u, wu) if side == "u" else (v, wv)
+    masked = [1, values.shape[0] - 2]  # two zero-mass samples, wherever they sort
+    values[masked], weights[masked] = bad, 0.0
+    u.requires_grad_(), v.requires_grad_()
+    for loss in BUILTIN_COSTS:
+        out = aot_loss.unpaired(u, v, pos_weights=wu, neg_weights=wv, loss=loss, beta=0.7, backend=backend)
+        gu, gv = torch.autograd.grad(out, (u, v))
+        keep_u = wu > 0
+        keep_v = wv > 0
+        kept = (u.detach()[keep_u].numpy(), v.detach()[keep_v].numpy())
+        expected = quantile_integral(*kept, numpy_cost(loss, 0.7), wu[keep_u].numpy(), wv[keep_v].numpy())
+        np.testing.assert_allclose(out.item(), expected, rtol=1e-10, err_msg=loss)
+        grad = gu if side == "u" else gv
+        assert (grad[masked] == 0).all(), (loss, grad[masked])
+        assert torch.isfinite(gu).all() and torch.isfinite(gv).all(), loss
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("-inf")])
+def test_the_metrics_ignore_a_sample_of_zero_weight(bad):
+    u, v = torch.randn(20, dtype=f64), torch.randn(15, dtype=f64) + 0.2
+    w = torch.rand(20, dtype=f64) + 0.1
+    u2, w2 = torch.cat([u, torch.tensor([bad], dtype=f64)]), torch.cat([w, torch.zeros(1, dtype=f64)])
+    for metric in (aot_loss.metrics.fsd_violation, aot_loss.metrics.fsd_violation_ratio):
+        torch.testing.assert_close(metric(u2, v, u_weights=w2), metric(u, v, u_weights=w))

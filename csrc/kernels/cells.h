@@ -93,10 +93,12 @@ AOT_HD inline Cell v_cell_at(int64_t j, const Levels& lv) {
 }
 
 // mass * h(d) of a cell; writes mass * h'(d), the cell's gradient (that of u; v's is the negative).
+// A cell of zero length costs h(0) * 0 = 0: its own d may be NaN or infinite (a sample of weight
+// 0 holding NaN or -inf, a cost that overflows), and h(d) * 0 would be NaN.
 template <typename T>
 AOT_HD inline double cell_cost(const Cell& cell, T d, const CostParams& p, double* grad) {
   T slope;
-  const T h = cost_and_slope<T>(d, p, &slope);
+  const T h = cost_and_slope<T>(cell.mass > 0.0 ? d : T(0), p, &slope);
   *grad = cell.mass * static_cast<double>(slope);
   return cell.mass * static_cast<double>(h);
 }

@@ -92,7 +92,7 @@ double cells_range(int64_t begin, int64_t end, const CellOf& cell_of, const Cost
     for (int64_t k = 0; k < len; ++k) {
       const std::pair<Cell, T> cell = cell_of(b + k);
       mass[k] = cell.first.mass;
-      d[k] = cell.second;
+      d[k] = mass[k] > 0.0 ? cell.second : T(0);  // see cell_cost
     }
     cost_block(p, d, len, h, slope);
     for (int64_t k = 0; k < len; ++k) {
