@@ -28,6 +28,9 @@ Sort = Literal["hard", "soft"]
 SORTS = ("hard", "soft")
 SoftSortBackend = Literal["auto", "torch", "native", "torchsort"]
 SOFT_SORT_BACKENDS = ("auto", "torch", "native", "torchsort")
+# The dtypes computed in: half precision in float32, float32 and float64 as they are. float8
+# has no arithmetic promotion in torch, so it is refused rather than failing inside a sort.
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 @dataclass(frozen=True)
@@ -164,7 +167,12 @@ def check_no_soft_weights(options: Options, weights: Mapping[str, Tensor | None]
 def _real(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond float's range
+        raise ValueError(
+            f"{name} must be a finite number, got {value!r:.40} (too large for a float)"
+        ) from None
 
 
 def check_samples(name: str, x: object, allow_empty: bool = False) -> Tensor:
@@ -176,8 +184,13 @@ def check_samples(name: str, x: object, allow_empty: bool = False) -> Tensor:
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     check_dense(name, x)
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if x.dtype not in FLOAT_DTYPES:
+        kind = (
+            "a floating-point tensor"
+            if not x.is_floating_point()
+            else "float16, bfloat16, float32 or float64"
+        )
+        raise TypeError(f"{name} must be {kind}, got dtype {x.dtype}")
     if x.dim() not in (1, 2):
         raise ValueError(f"{name} must be 1-D (n,) or 2-D rows (G, n), got shape {tuple(x.shape)}")
     no_rows = x.dim() == 2 and x.shape[0] == 0
@@ -237,8 +250,10 @@ def check_weights(
     if not isinstance(weights, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor or None, got {type(weights).__name__}")
     check_dense(name, weights)
-    if weights.is_complex():
-        raise TypeError(f"{name} must be real (float, integer or bool), got dtype {weights.dtype}")
+    if weights.is_complex() or (weights.is_floating_point() and weights.dtype not in FLOAT_DTYPES):
+        raise TypeError(
+            f"{name} must be bool, integer, float16, bfloat16, float32 or float64, got dtype {weights.dtype}"
+        )
     if weights.shape != like.shape:
         raise ValueError(
             f"{name} must have the shape of {like_name} {tuple(like.shape)}, got {tuple(weights.shape)}"
@@ -321,7 +336,7 @@ class Check(NamedTuple):
 def raise_on(checks: Iterable[Check]) -> None:
     """Raise ValueError with the message of the first failed check, and its description."""
     checks = list(checks)
-    if not checks:
+    if not checks or checks[0].failed.device.type == "meta":  # shapes only: no values to check
         return
     if torch.compiler.is_compiling():
         for check in checks:

@@ -136,7 +136,7 @@ CASES = [
     (
         lambda: unpaired(pos_weights=torch.ones(4, dtype=torch.complex64)),
         TypeError,
-        "pos_weights must be real",
+        "pos_weights must be bool, integer, float16, bfloat16, float32 or float64, got dtype torch.complex64",
     ),
     (
         lambda: unpaired(loss="dpo"),
@@ -329,3 +329,36 @@ CASES = [
 def test_bad_input_is_named(call, exception, pattern):
     with pytest.raises(exception, match=pattern):
         call()
+
+
+@pytest.mark.parametrize("dtype", [torch.float8_e4m3fn, torch.float8_e5m2])
+def test_float8_is_refused_by_name(dtype):
+    """float8 passed the floating-point check, then failed inside torch ("Promotion for
+    Float8 Types is not supported")."""
+    with pytest.raises(
+        TypeError, match=rf"r_neg must be float16, bfloat16, float32 or float64, got dtype {dtype}"
+    ):
+        unpaired(r_neg=x.to(dtype))
+    with pytest.raises(TypeError, match=rf"pos_weights must be bool, integer, .* got dtype {dtype}"):
+        unpaired(pos_weights=torch.rand(4).to(dtype))
+
+
+@pytest.mark.parametrize("name", ["beta", "label_smoothing", "soft_strength"])
+def test_an_int_beyond_float_range_is_named(name):
+    with pytest.raises(
+        ValueError, match=rf"{name} must be a finite number, got 1000.* \(too large for a float\)"
+    ):
+        unpaired(**{name: 10**400})
+
+
+def test_meta_tensors_with_weights_propagate_shapes():
+    """Value checks have nothing to read on the meta device: they are skipped, as without weights."""
+    u, v = torch.randn(3, 6, device="meta"), torch.randn(3, 4, device="meta")
+    out = aot_loss.unpaired(
+        u, v, pos_weights=torch.rand(3, 6, device="meta"), reduction="none", check_finite=True
+    )
+    assert out.device.type == "meta" and out.shape == (3,)
+    out = aot_loss.paired(
+        *(torch.randn(5, device="meta") for _ in range(4)), weights=torch.rand(5, device="meta")
+    )
+    assert out.device.type == "meta" and out.shape == ()

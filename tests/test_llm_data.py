@@ -184,6 +184,8 @@ def test_unpaired_collator():
         (lambda: pad_batch([([1], [2]), ([3], [])], 0), ValueError, r"sequence 1 has an empty completion"),
         (lambda: pad_batch([([], [2])], 0), ValueError, r"sequence 0 has an empty prompt"),
         (lambda: pad_batch([([1], [2])], None), TypeError, r"pad_token_id must be an int, got None"),
+        (lambda: pad_batch([([1.5], [2.7])], 0), TypeError, r"sequence 0's prompt must hold int token ids, got 1.5"),  # cast to [[1, 2]] before
+        (lambda: pad_batch([([1], [2]), ([3], [True])], 0), TypeError, r"sequence 1's completion must hold int token ids, got True"),
         (lambda: PairedCollator(make_tokenizer())([{"prompt": "the", "chosen": "cat", "rejected": "dog", "key": 0}, {"prompt": "the", "chosen": "cat", "rejected": "dog"}]), ValueError, r"row\(s\) \[1\] have no 'key' while others do"),
     ],
 )  # fmt: skip

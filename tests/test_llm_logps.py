@@ -164,6 +164,9 @@ def _bad(**overrides):
         (_bad(), {"chunk_size": 0}, ValueError, r"chunk_size must be a positive int or None, got 0"),
         (_bad(), {"chunk_size": 2.0}, ValueError, r"chunk_size must be a positive int or None, got 2.0"),
         (_bad(), {"average": "yes"}, TypeError, r"average must be a bool, got 'yes'"),
+        # ids outside the vocabulary: an IndexError from inside the embedding before
+        (_bad(input_ids=batch("right")[0].index_put((torch.tensor([2]), torch.tensor([3])), torch.tensor(10**6))), {}, ValueError, r"input_ids must be token ids in \[0, \d+\), the model's vocabulary, got 1000000 at index \(2, 3\)"),
+        (_bad(input_ids=batch("right")[0].index_put((torch.tensor([1]), torch.tensor([0])), torch.tensor(-100))), {}, ValueError, r"input_ids must be token ids in \[0, \d+\).* got -100 at index \(1, 0\)"),
     ],
 )  # fmt: skip
 def test_bad_batches_get_clear_errors(args, kwargs, error, message):

@@ -215,6 +215,11 @@ def _model():
         (lambda: ReferenceCache({"a": "-1.5"}), TypeError, r"ReferenceCache values must be real numbers, got '-1.5' for key 'a'"),
         (lambda: ReferenceCache({"a": -1.0, "b": float("nan")}), ValueError, r"must be finite log-probabilities, got nan for key 'b'"),
         (lambda: ReferenceCache().load_state_dict({"keys": ["a"], "logps": torch.tensor([float("-inf")])}), ValueError, r"got -inf for key 'a'"),
+        # a zip error, a KeyError and an AttributeError before
+        (lambda: ReferenceCache().load_state_dict({"keys": ["a", "b"], "logps": torch.tensor([1.0])}), ValueError, r"state has 2 keys but 1 logps; they must pair up"),
+        (lambda: ReferenceCache().load_state_dict({"keys": ["a"]}), ValueError, r"state lacks \['logps'\]"),
+        (lambda: ReferenceCache().load_state_dict([("a", -1.0)]), TypeError, r"state must be a mapping with 'keys' and 'logps'.*got list"),
+        (lambda: ReferenceCache().load_state_dict({"keys": ["a"], "logps": [-1.0]}), TypeError, r"state\['logps'\] must be a 1-D tensor, got list"),
     ],
 )  # fmt: skip
 def test_bad_inputs_get_clear_errors(call, error, message):
@@ -293,3 +298,18 @@ def test_micro_batch_size_is_checked():
     model = PolicyWithReference(tiny_model("gpt2"))
     with pytest.raises(ValueError, match=r"micro_batch_size must be a positive int or None, got 0"):
         model.policy_logps(*as_batch().values(), micro_batch_size=0)
+
+
+def test_a_cache_with_numpy_keys_reloads_with_torch_load(tmp_path):
+    """NumPy scalars as keys (an index column of a DataFrame) were pickled as NumPy objects,
+    which torch.load's default weights_only=True refuses; they are stored as the built-in
+    values they equal, and still found under either spelling."""
+    cache = ReferenceCache({np.int64(3): -1.0, (np.str_("q"), np.int32(2)): -2.0, np.float64(0.5): -3.0})
+    torch.save(cache.state_dict(), tmp_path / "cache.pt")
+    restored = ReferenceCache()
+    restored.load_state_dict(torch.load(tmp_path / "cache.pt"))
+    expected = torch.tensor([-1.0, -2.0, -3.0], dtype=torch.float64)
+    torch.testing.assert_close(restored.lookup([3, ("q", 2), 0.5]), expected)
+    torch.testing.assert_close(
+        restored.lookup([np.int64(3), (np.str_("q"), np.int32(2)), np.float64(0.5)]), expected
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -138,6 +139,10 @@ def pad_batch(
             raise ValueError(
                 f"sequence {i} has an empty {part}; every sequence needs a prompt and a completion"
             )
+        for part, ids in (("prompt", prompt), ("completion", completion)):
+            bad = [t for t in ids if isinstance(t, bool) or not isinstance(t, numbers.Integral)]
+            if bad:
+                raise TypeError(f"sequence {i}'s {part} must hold int token ids, got {bad[0]!r}")
     width = max(len(p) + len(c) for p, c in sequences)
     rows: dict[str, list[list[int]]] = {"input_ids": [], "attention_mask": [], "completion_mask": []}
     for prompt, completion in sequences:

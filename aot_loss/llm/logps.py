@@ -83,7 +83,7 @@ def sequence_logps(
         True
     """
     check_options(average=average, chunk_size=chunk_size)
-    _check_batch(input_ids, attention_mask, completion_mask)
+    _check_batch(input_ids, attention_mask, completion_mask, _vocabulary_size(model))
     # Token t is scored from position t - 1: targets are tokens 1..T-1.
     scored = completion_mask[:, 1:].bool()
     targets = input_ids[:, 1:][scored]
@@ -157,7 +157,17 @@ def check_shapes(input_ids: Tensor, attention_mask: Tensor, completion_mask: Ten
             )
 
 
-def _check_batch(input_ids: Tensor, attention_mask: Tensor, completion_mask: Tensor) -> None:
+def _vocabulary_size(model: Any) -> int | None:
+    """The number of rows of the model's input embedding, where it has one."""
+    get = getattr(model, "get_input_embeddings", None)
+    embedding = get() if callable(get) else None
+    rows = getattr(embedding, "num_embeddings", None)
+    return rows if isinstance(rows, int) else None
+
+
+def _check_batch(
+    input_ids: Tensor, attention_mask: Tensor, completion_mask: Tensor, vocabulary: int | None = None
+) -> None:
     check_shapes(input_ids, attention_mask, completion_mask)
     if input_ids.is_floating_point() or input_ids.is_complex() or input_ids.dtype == torch.bool:
         raise TypeError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype}")
@@ -166,10 +176,22 @@ def _check_batch(input_ids: Tensor, attention_mask: Tensor, completion_mask: Ten
             f"input_ids needs at least one sequence of two tokens, got shape {tuple(input_ids.shape)}"
         )
     completion, attention = completion_mask.bool(), attention_mask.bool()
+    out_of_range = (input_ids < 0) | (input_ids >= vocabulary) if vocabulary is not None else input_ids < 0
     checks = torch.stack(
-        [(completion & ~attention).any(), completion[:, 0].any(), (completion.sum(-1) == 0).any()]
+        [
+            (completion & ~attention).any(),
+            completion[:, 0].any(),
+            (completion.sum(-1) == 0).any(),
+            out_of_range.any(),
+        ]
     )
-    outside, first, empty = checks.tolist()  # one synchronisation
+    outside, first, empty, unknown = checks.tolist()  # one synchronisation
+    if unknown:
+        index = tuple(out_of_range.nonzero()[0].tolist())
+        allowed = f"in [0, {vocabulary}), the model's vocabulary" if vocabulary is not None else ">= 0"
+        raise ValueError(
+            f"input_ids must be token ids {allowed}, got {input_ids[index].item()} at index {index}"
+        )
     if outside:
         rows = (completion & ~attention).any(-1).nonzero().flatten().tolist()
         raise ValueError(

@@ -42,7 +42,9 @@ class ReferenceCache:
     """
 
     def __init__(self, logps: Mapping[Hashable, float] | None = None) -> None:
-        self._logps: dict[Hashable, float] = {key: _logp(key, value) for key, value in (logps or {}).items()}
+        self._logps: dict[Hashable, float] = {
+            _plain(key): _logp(key, value) for key, value in (logps or {}).items()
+        }
 
     @classmethod
     @torch.no_grad()
@@ -65,7 +67,7 @@ class ReferenceCache:
                 keys = _keys(batch)
                 values = sequence_logps(reference, *_tensors(batch), average=average, chunk_size=chunk_size)
                 pairs = zip(keys, values.double().tolist(), strict=True)
-                cache._logps.update((key, _logp(key, value)) for key, value in pairs)
+                cache._logps.update((_plain(key), _logp(key, value)) for key, value in pairs)
         return cache
 
     def lookup(self, keys: Sequence[Hashable]) -> Tensor:
@@ -87,8 +89,28 @@ class ReferenceCache:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        pairs = zip(state["keys"], state["logps"].tolist(), strict=True)
-        self._logps = {key: _logp(key, value) for key, value in pairs}
+        """Replace the entries by those of ``state``, as :meth:`state_dict` returns it."""
+        if not isinstance(state, Mapping):
+            raise TypeError(
+                f"state must be a mapping with 'keys' and 'logps' (ReferenceCache.state_dict()), "
+                f"got {type(state).__name__}"
+            )
+        absent = [name for name in ("keys", "logps") if name not in state]
+        if absent:
+            raise ValueError(
+                f"state lacks {absent}: expected ReferenceCache.state_dict()'s 'keys' and 'logps'"
+            )
+        keys, logps = state["keys"], state["logps"]
+        if not isinstance(keys, (list, tuple)):
+            raise TypeError(f"state['keys'] must be a list, got {type(keys).__name__}")
+        if not isinstance(logps, Tensor) or logps.dim() != 1:
+            shown = tuple(logps.shape) if isinstance(logps, Tensor) else type(logps).__name__
+            raise TypeError(f"state['logps'] must be a 1-D tensor, got {shown}")
+        if len(keys) != logps.shape[0]:
+            raise ValueError(f"state has {len(keys)} keys but {logps.shape[0]} logps; they must pair up")
+        self._logps = {
+            _plain(key): _logp(key, value) for key, value in zip(keys, logps.tolist(), strict=True)
+        }
 
 
 class PolicyWithReference(nn.Module):
@@ -317,6 +339,23 @@ def _adapters_disabled(policy: nn.Module, disable: bool) -> Iterator[None]:
         return
     with policy.disable_adapter():  # type: ignore[operator]
         yield
+
+
+def _plain(key: Hashable) -> Hashable:
+    """A key as the built-in type it stands for (NumPy's int64 as int, its str_ as str, in
+    tuples too): equal and hashed alike, so lookups are unchanged, but a state_dict of plain
+    types reloads with ``torch.load``'s default ``weights_only=True``."""
+    if isinstance(key, tuple):
+        return tuple(_plain(k) for k in key)
+    if isinstance(key, str):
+        return str(key)
+    if isinstance(key, bool) or type(key) in (int, float):
+        return key
+    if isinstance(key, numbers.Integral):
+        return int(key)
+    if isinstance(key, numbers.Real):
+        return float(key)
+    return key
 
 
 def _logp(key: Hashable, value: Any) -> float:
