@@ -27,6 +27,22 @@ inline std::vector<int64_t> shape_of(const torch::stable::Tensor& t) {
   return std::vector<int64_t>(sizes.begin(), sizes.end());
 }
 
+// A `str` argument of an op, taken from its handle. TORCH_BOX unboxes a std::string parameter
+// with torch's ToImpl<std::string>, which copies a heap-allocated std::string and never frees it
+// (pytorch/pytorch#191340): 32-48 bytes lost on every call. A kernel takes the StringHandle
+// instead and calls this first: it copies the characters and deletes the handle, which the
+// callee owns.
+inline std::string take_string(StringHandle handle) {
+  size_t length = 0;
+  const char* data = nullptr;
+  const bool read = torch_string_length(handle, &length) == AOTI_TORCH_SUCCESS &&
+                    torch_string_c_str(handle, &data) == AOTI_TORCH_SUCCESS;
+  std::string out = read ? std::string(data, length) : std::string();
+  const bool deleted = torch_delete_string(handle) == AOTI_TORCH_SUCCESS;
+  STD_TORCH_CHECK(read && deleted, "aot_loss: could not read a str argument");
+  return out;
+}
+
 // "(2, 5)": a shape for an error message.
 inline std::string shape_string(const std::vector<int64_t>& shape) {
   std::string out = "(";

@@ -21,8 +21,9 @@ namespace k = aot_loss::kernels;
 namespace b = aot_loss::binding;
 
 std::tuple<Tensor, Tensor, Tensor> dominance_cpu(Tensor u, Tensor v, std::optional<Tensor> u_weights,
-                                                 std::optional<Tensor> v_weights, std::string cost_name,
+                                                 std::optional<Tensor> v_weights, StringHandle cost_handle,
                                                  double beta, double label_smoothing, bool need_grad) {
+  const std::string cost_name = b::take_string(cost_handle);
   const k::Cost cost_kind = b::check_dominance_args(u, v, u_weights, v_weights, cost_name, "CPU",
                                                     "be a CPU tensor", [](const Tensor& t) { return t.is_cpu(); });
   auto [cost, grad_u, grad_v] = b::dominance_outputs(u, v, need_grad, aoti_torch_device_type_cpu(), 0);

@@ -28,6 +28,7 @@ using aot_loss::binding::dtype_code;
 using aot_loss::binding::empty_cpu;
 using aot_loss::binding::shape_of;
 using aot_loss::binding::StableParallelFor;
+using aot_loss::binding::take_string;
 
 bool is_float(const Tensor& t) {
   return t.scalar_type() == ScalarType::Float || t.scalar_type() == ScalarType::Double;
@@ -50,7 +51,8 @@ void check_regularization(const std::string& regularization, const char* op) {
                   ": regularization must be 'l2' or 'kl', got '", regularization, "'");
 }
 
-std::tuple<Tensor, Tensor> soft_sort_cpu(Tensor x, double strength, std::string regularization) {
+std::tuple<Tensor, Tensor> soft_sort_cpu(Tensor x, double strength, StringHandle regularization_handle) {
+  const std::string regularization = take_string(regularization_handle);
   STD_TORCH_CHECK(x.is_cpu() && is_float(x), "aot_loss::soft_sort: the CPU kernel serves float32 and float64 CPU tensors");
   check_regularization(regularization, "aot_loss::soft_sort");
   STD_TORCH_CHECK(strength > 0 && std::isfinite(strength), "aot_loss::soft_sort: strength must be finite and > 0");
@@ -99,7 +101,8 @@ void backward(const Tensor& grad, const Tensor& x, const Tensor& state, bool kl,
                            static_cast<T*>(grad_x.mutable_data_ptr()), StableParallelFor{});
 }
 
-Tensor soft_sort_backward_cpu(Tensor grad, Tensor x, Tensor state, std::string regularization) {
+Tensor soft_sort_backward_cpu(Tensor grad, Tensor x, Tensor state, StringHandle regularization_handle) {
+  const std::string regularization = take_string(regularization_handle);
   STD_TORCH_CHECK(grad.is_cpu() && is_float(grad) && x.scalar_type() == grad.scalar_type(),
                   "aot_loss::soft_sort_backward: the CPU kernel serves float32 and float64 CPU tensors");
   STD_TORCH_CHECK(state.scalar_type() == ScalarType::Long, "aot_loss::soft_sort_backward: state must be int64");

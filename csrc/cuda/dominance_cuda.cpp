@@ -28,8 +28,9 @@ namespace k = aot_loss::kernels;
 namespace b = aot_loss::binding;
 
 std::tuple<Tensor, Tensor, Tensor> dominance_cuda(Tensor u, Tensor v, std::optional<Tensor> u_weights,
-                                                  std::optional<Tensor> v_weights, std::string cost_name,
+                                                  std::optional<Tensor> v_weights, StringHandle cost_handle,
                                                   double beta, double label_smoothing, bool need_grad) {
+  const std::string cost_name = b::take_string(cost_handle);
   const int32_t device = u.get_device_index();
   const k::Cost cost_kind = b::check_dominance_args(
       u, v, u_weights, v_weights, cost_name, "CUDA", "be on the CUDA device of u",
