@@ -15,8 +15,10 @@ others waiting in the gather.
 
 from __future__ import annotations
 
+import functools
+import re
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
@@ -29,7 +31,9 @@ from ._validation import Options, raise_on, zero_mass_check
 GROUP_CHOICES = "None, 'world' or a torch.distributed.ProcessGroup"
 
 # One int64 per field; a rank that failed its own checks sends status 1 and zeros.
-_FIELDS = ("status", "rows", "n_u", "n_v", "u_weights", "v_weights", "dtype", "device", "options")
+_FIELDS = ("status", "function", "rows", "n_u", "n_v", "u_weights", "v_weights", "dtype", "device", "options")
+# The loss functions, told apart by the name of their first argument (``names[0]``).
+_FUNCTIONS = {"r_pos": "unpaired", "policy_chosen_logps": "paired"}
 _COLUMN = {field: i for i, field in enumerate(_FIELDS)}
 _OK, _FAILED = 0, 1
 _DTYPES = (torch.float32, torch.float64)  # the computation dtypes (half is upcast first)
@@ -140,6 +144,7 @@ def _gather(
     layout = (u_weights is not None, _SHARED_WEIGHTS if shared else int(v_weights is not None))
     header = [
         _OK,
+        list(_FUNCTIONS).index(names[0]) if names[0] in _FUNCTIONS else len(_FUNCTIONS),
         u.shape[0] if u.dim() == 2 else -1,
         u.shape[-1],
         v.shape[-1],
@@ -183,7 +188,7 @@ def _piece_sizes(row: Sequence[int]) -> list[int]:
 
 def _fingerprint(options: Options) -> int:
     """A stable 32-bit hash of the options that change the loss (not backends or checks)."""
-    cost = options.name or getattr(options.cost, "__qualname__", type(options.cost).__name__)
+    cost = options.name or _callable_key(options.cost)
     key = (
         cost,
         options.beta,
@@ -193,6 +198,35 @@ def _fingerprint(options: Options) -> int:
         options.soft_strength,
     )
     return zlib.crc32(repr(key).encode())
+
+
+def _callable_key(fn: object) -> str:
+    """What a cost callable computes, as text that is equal on every rank for the same code:
+    its name, bytecode and constants, and (without memory addresses) its defaults, closure
+    and, for a ``functools.partial``, its function and arguments. Two lambdas share a name,
+    so the name alone cannot tell them apart."""
+    if isinstance(fn, functools.partial):
+        return f"partial({_callable_key(fn.func)}, {_no_addresses(fn.args)}, {_no_addresses(fn.keywords)})"
+    code = getattr(fn, "__code__", None)
+    if code is None:  # a callable object: its class and state
+        return f"{type(fn).__qualname__}({_no_addresses(getattr(fn, '__dict__', None))})"
+    closure = [cell.cell_contents for cell in getattr(fn, "__closure__", None) or ()]
+    parts = (fn.__qualname__, code.co_code.hex(), code.co_consts, fn.__defaults__, closure)  # type: ignore[attr-defined]
+    return _no_addresses(parts)
+
+
+def _no_addresses(value: object) -> str:
+    """``repr(value)`` without the memory addresses that differ from process to process."""
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(value))
+
+
+def check_gatherable(tensors: Mapping[str, Tensor]) -> None:
+    """Inputs coupled over a group must hold data: a meta tensor has nothing to gather."""
+    for name, t in tensors.items():
+        if t.device.type == "meta":
+            raise ValueError(
+                f"{name} is a meta tensor, which has no data to gather; group= needs real tensors"
+            )
 
 
 def _check_agreement(table: list[list[int]], names: Sequence[str]) -> None:
@@ -205,6 +239,7 @@ def _check_agreement(table: list[list[int]], names: Sequence[str]) -> None:
         )
     u_name, v_name = names[0], names[1]
     checks: dict[str, tuple[str, Callable[[int], str]]] = {
+        "function": ("the loss function", lambda c: [*_FUNCTIONS.values(), "another"][c]),
         "rows": ("the shape", lambda c: f"{c} rows" if c >= 0 else "1-D"),
         "dtype": (f"the computation dtype of {u_name} and {v_name}", lambda c: str(_DTYPES[c])),
         "device": ("the device type", lambda c: "accelerator" if c else "CPU"),

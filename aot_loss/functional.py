@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 from torch import Tensor
 
 from ._costs import LossName
-from ._distributed import errors_raised_together, resolve_group
+from ._distributed import check_gatherable, errors_raised_together, resolve_group
 from ._dominance import as_dtype, compute_dtype, dominance_cost
 from ._validation import (
     Backend,
@@ -161,10 +161,12 @@ def unpaired(
         >>> aot_loss.unpaired(r_pos, r_neg, loss="hinge", beta=0.5, reduction="none")
         tensor([0., 0., 0.])
     """
-    options = check_options(
-        loss, beta, label_smoothing, reduction, check_finite, backend, sort, soft_strength, soft_backend
-    )
-    return _unpaired(r_pos, r_neg, pos_weights, neg_weights, options, group)
+    pg = resolve_group(group)
+    with errors_raised_together(pg):  # an option refused on one rank is raised on every rank
+        options = check_options(
+            loss, beta, label_smoothing, reduction, check_finite, backend, sort, soft_strength, soft_backend
+        )
+    return _unpaired(r_pos, r_neg, pos_weights, neg_weights, options, pg)
 
 
 def _unpaired(
@@ -180,6 +182,8 @@ def _unpaired(
     local = pg is None  # with a group, emptiness and total mass are checked over the group
     with errors_raised_together(pg):
         check_sample_pair("r_pos", r_pos, "r_neg", r_neg, allow_empty=not local)
+        if not local:
+            check_gatherable({"r_pos": r_pos, "r_neg": r_neg})
         pos_weights = check_weights("pos_weights", pos_weights, r_pos, "r_pos", require_mass=local)
         neg_weights = check_weights("neg_weights", neg_weights, r_neg, "r_neg", require_mass=local)
         check_no_soft_weights(options, {"pos_weights": pos_weights, "neg_weights": neg_weights})
@@ -272,11 +276,13 @@ def paired(
         >>> round(loss.item(), 4)
         0.6477
     """
-    options = check_options(
-        loss, beta, label_smoothing, reduction, check_finite, backend, sort, soft_strength, soft_backend
-    )
+    pg = resolve_group(group)
+    with errors_raised_together(pg):  # an option refused on one rank is raised on every rank
+        options = check_options(
+            loss, beta, label_smoothing, reduction, check_finite, backend, sort, soft_strength, soft_backend
+        )
     logps = (policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
-    return _paired(*logps, weights, options, group)
+    return _paired(*logps, weights, options, pg)
 
 
 def _paired(
@@ -305,6 +311,8 @@ def _paired(
             shapes = {name: tuple(x.shape) for name, x in inputs.items()}
             raise ValueError(f"paired inputs must all have the same shape, got {shapes}")
         check_same_device(inputs)
+        if not local:
+            check_gatherable(inputs)
         weights = check_weights("weights", weights, policy_chosen_logps, "policy_chosen_logps", local)
         check_no_soft_weights(options, {"weights": weights})
         if options.check_finite:

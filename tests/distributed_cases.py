@@ -249,6 +249,28 @@ def _paired_weights_dtype_by_rank(rank: int, k: int) -> None:
     aot_loss.paired(*logps, weights=torch.ones(3, dtype=torch.float32 if rank == 1 else f64), group="world")
 
 
+def _square_cost(d: torch.Tensor) -> torch.Tensor:
+    return (1.0 - d) ** 2
+
+
+def _logistic_cost(d: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.softplus(-d)
+
+
+def _with_cost(rank: int, k: int, on_rank1: Callable, elsewhere: Callable) -> None:
+    """An unpaired call whose callable loss is ``on_rank1`` on rank 1, ``elsewhere`` on the others."""
+    cost = on_rank1 if rank == 1 else elsewhere
+    aot_loss.unpaired(torch.randn(3, dtype=f64), torch.randn(2, dtype=f64), loss=cost, group="world")
+
+
+def _paired_on_one_rank(rank: int, k: int) -> None:
+    logps = torch.randn(4, 3, dtype=f64)
+    if rank == 1:
+        aot_loss.paired(*logps, group="world")
+    else:
+        aot_loss.unpaired(logps[0], logps[1], group="world")
+
+
 ERROR_CASES: dict[str, Callable[[int, int], None]] = {
     "paired_weights_dtype_by_rank": _paired_weights_dtype_by_rank,  # not an error
     "dtype": lambda rank, k: _bad_call(rank, k, r_pos=torch.randn(3), r_neg=torch.randn(2)),
@@ -258,6 +280,16 @@ ERROR_CASES: dict[str, Callable[[int, int], None]] = {
     "local_check": lambda rank, k: _bad_call(rank, k, r_pos=torch.tensor([1.0, float("nan")], dtype=f64), check_finite=True),
     "empty_everywhere": lambda rank, k: aot_loss.unpaired(torch.randn(2, dtype=f64), torch.empty(0, dtype=f64), group="world"),
     "zero_mass_everywhere": lambda rank, k: aot_loss.unpaired(torch.randn(2, dtype=f64), torch.randn(2, dtype=f64), pos_weights=torch.zeros(2), group="world"),
+    # an option or an input refused on one rank only: every rank raises (the others waited for the timeout before)
+    "bad_beta": lambda rank, k: _bad_call(rank, k, beta=-1.0),
+    "bad_reduction": lambda rank, k: _bad_call(rank, k, reduction="avg"),
+    "meta_tensor": lambda rank, k: _bad_call(rank, k, r_pos=torch.randn(3, dtype=f64, device="meta"), r_neg=torch.randn(2, dtype=f64, device="meta")),
+    "paired_on_one_rank": _paired_on_one_rank,
+    # both named <lambda>: only their code tells them apart
+    "two_lambdas": lambda rank, k: _with_cost(rank, k, lambda d: (1.0 - d) ** 2, lambda d: torch.nn.functional.softplus(-d)),
+    "two_functions": lambda rank, k: _with_cost(rank, k, _square_cost, _logistic_cost),
+    "same_function": lambda rank, k: _with_cost(rank, k, _square_cost, _square_cost),  # not an error
+    "same_lambda_code": lambda rank, k: _with_cost(rank, k, *[lambda d: (2.0 - d) ** 2] * 2),  # not an error
 }  # fmt: skip
 
 

@@ -173,6 +173,14 @@ ERRORS = {
     ),
     "empty_everywhere": (("ValueError", "r_neg must not be empty: it has no samples on any rank of the group"),) * 2,
     "zero_mass_everywhere": (("ValueError", "pos_weights must not contain a row with zero total mass over the group, got all zero weights"),) * 2,
+    "bad_beta": (("RuntimeError", "rank(s) [1] of the group rejected their inputs"), ("ValueError", "beta must be a finite number > 0, got -1.0")),
+    "bad_reduction": (("RuntimeError", "rank(s) [1] of the group rejected their inputs"), ("ValueError", "reduction must be one of")),
+    "meta_tensor": (("RuntimeError", "rank(s) [1] of the group rejected their inputs"), ("ValueError", "r_pos is a meta tensor, which has no data to gather")),
+    "paired_on_one_rank": (("ValueError", "disagree on the loss function (rank 0: unpaired, rank 1: paired"),) * 2,
+    "two_lambdas": (("ValueError", "disagree on the loss options"),) * 2,
+    "two_functions": (("ValueError", "disagree on the loss options"),) * 2,
+    "same_function": (("no error", ""),) * 2,
+    "same_lambda_code": (("no error", ""),) * 2,
 }  # fmt: skip
 
 
