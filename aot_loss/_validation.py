@@ -279,13 +279,20 @@ def check_weights(
     return weights
 
 
-def check_finite_values(tensors: Mapping[str, Tensor]) -> None:
-    """Raise if any tensor holds NaN or +-inf (one host round trip for all of them)."""
+def check_finite_values(tensors: Mapping[str, Tensor], weights: Mapping[str, Tensor | None]) -> None:
+    """Raise if any tensor holds NaN or +-inf where its weight (``weights[name]``, None for
+    none) is positive: a sample of weight 0 has no effect, whatever it holds. One host round
+    trip for all of them."""
+
+    def bad(name: str) -> Callable[[Tensor], Tensor]:
+        w = weights.get(name)
+        return _non_finite if w is None else (lambda x: _non_finite(x) & (w > 0))
+
     raise_on(
         Check(
             f"{name} contains NaN or infinite values (check_finite=True)",
-            ~torch.isfinite(t).all(),
-            partial(_first_offender, t, _non_finite),
+            bad(name)(t).any(),
+            partial(_first_offender, t, bad(name)),
         )
         for name, t in tensors.items()
     )

@@ -188,7 +188,9 @@ def _unpaired(
         neg_weights = check_weights("neg_weights", neg_weights, r_neg, "r_neg", require_mass=local)
         check_no_soft_weights(options, {"pos_weights": pos_weights, "neg_weights": neg_weights})
         if options.check_finite:
-            check_finite_values({"r_pos": r_pos, "r_neg": r_neg})
+            check_finite_values(
+                {"r_pos": r_pos, "r_neg": r_neg}, {"r_pos": pos_weights, "r_neg": neg_weights}
+            )
     names = ("r_pos", "r_neg", "pos_weights", "neg_weights")
     return dominance_cost(r_pos, r_neg, pos_weights, neg_weights, options, pg, names)
 
@@ -316,7 +318,7 @@ def _paired(
         weights = check_weights("weights", weights, policy_chosen_logps, "policy_chosen_logps", local)
         check_no_soft_weights(options, {"weights": weights})
         if options.check_finite:
-            check_finite_values(inputs)
+            check_finite_values(inputs, dict.fromkeys(inputs, weights))
     dtype = compute_dtype(*inputs.values())  # subtract after the upcast, not in half precision
     u = as_dtype(policy_chosen_logps, dtype) - as_dtype(policy_rejected_logps, dtype)
     v = as_dtype(ref_chosen_logps, dtype) - as_dtype(ref_rejected_logps, dtype)

@@ -248,3 +248,25 @@ def test_a_short_sample_against_a_long_one_gets_float32_precise_gradients(backen
     (gu32, gv32), (gu64, gv64) = grads
     torch.testing.assert_close(gv32.double(), gv64, rtol=2e-6, atol=0)
     torch.testing.assert_close(gu32.double(), gu64, rtol=2e-6, atol=1e-13)
+
+
+def test_check_finite_exempts_samples_of_zero_weight():
+    u, v = torch.randn(6, dtype=f64), torch.randn(5, dtype=f64)
+    u[2], v[4] = float("nan"), float("-inf")
+    wu, wv = torch.ones(6, dtype=f64), torch.ones(5, dtype=f64)
+    wu[2] = wv[4] = 0.0
+    masked = aot_loss.unpaired(u, v, pos_weights=wu, neg_weights=wv, check_finite=True)
+    keep_u, keep_v = wu > 0, wv > 0
+    torch.testing.assert_close(masked, aot_loss.unpaired(u[keep_u], v[keep_v]))
+    wu[2] = 1.0
+    with pytest.raises(
+        ValueError, match=r"r_pos contains NaN or infinite values \(check_finite=True\), got nan at index 2"
+    ):
+        aot_loss.unpaired(u, v, pos_weights=wu, neg_weights=wv, check_finite=True)
+    logps = torch.randn(4, 5, dtype=f64)
+    logps[1, 3] = float("nan")
+    w = torch.ones(5, dtype=f64)
+    w[3] = 0.0
+    torch.testing.assert_close(
+        aot_loss.paired(*logps, weights=w, check_finite=True), aot_loss.paired(*logps[:, w > 0])
+    )
