@@ -20,7 +20,7 @@ import re
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -100,10 +100,27 @@ def _raised_together(group: Any) -> Iterator[None]:
         raise
 
 
-_Gathered = tuple[Tensor, Tensor, Tensor | None, Tensor | None]
-_eager_gather: Callable[..., _Gathered] | None = None
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
+def _disabled_at_first_call(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``torch.compiler.disable(fn)``, made at the first call rather than at import: making
+    it imports ``torch._dynamo`` (about a second), which a process that never gathers should
+    not pay. Under torch.compile the call is a graph break either way."""
+    disabled: Callable[_P, _R] | None = None
+
+    @functools.wraps(fn)
+    def call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        nonlocal disabled
+        if disabled is None:
+            disabled = torch.compiler.disable(fn)
+        return disabled(*args, **kwargs)
+
+    return call
+
+
+@_disabled_at_first_call  # collectives and a host read: torch.compile runs this eagerly
 def gather(
     group: Any,
     u: Tensor,
@@ -112,34 +129,14 @@ def gather(
     v_weights: Tensor | None,
     options: Options,
     names: Sequence[str],
-) -> _Gathered:
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
     """Every rank's ``u``, ``v`` and weights, concatenated along the last dim in rank order.
 
     Inputs are in their computation dtype, 1-D ``(n_r,)`` or rows ``(G, n_r)`` with ``n_r``
     possibly 0 on some ranks. ``names`` are the user-facing names of u, v and their weights,
     for error messages. This rank's pieces keep their autograd history, with gradients
     scaled by the group size (see the module docstring); the others are constants.
-
-    Collectives and a host read: torch.compile runs this eagerly (a graph break). The
-    ``torch.compiler.disable`` wrapper is made at the first call, not at import, because
-    making it imports ``torch._dynamo`` (about a second), which a process that never
-    gathers should not pay.
     """
-    global _eager_gather
-    if _eager_gather is None:
-        _eager_gather = torch.compiler.disable(_gather)
-    return _eager_gather(group, u, v, u_weights, v_weights, options, names)
-
-
-def _gather(
-    group: Any,
-    u: Tensor,
-    v: Tensor,
-    u_weights: Tensor | None,
-    v_weights: Tensor | None,
-    options: Options,
-    names: Sequence[str],
-) -> _Gathered:
     shared = v_weights is u_weights and u_weights is not None
     layout = (u_weights is not None, _SHARED_WEIGHTS if shared else int(v_weights is not None))
     header = [
