@@ -20,7 +20,7 @@ from . import _native
 from ._library import LIBRARY
 from ._optional import require
 from ._pav import soft_sort_backward_torch, soft_sort_torch
-from ._validation import SoftSortBackend
+from ._validation import FLOAT_DTYPES, SoftSortBackend
 
 
 def check_backward_args(
@@ -36,10 +36,7 @@ def check_backward_args(
 
     if regularization not in ("l2", "kl"):
         fail(f"regularization must be 'l2' or 'kl', got '{regularization}'")
-    if (
-        grad.dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16)
-        or x.dtype != grad.dtype
-    ):
+    if grad.dtype not in FLOAT_DTYPES or x.dtype != grad.dtype:
         fail(f"grad and x must have one floating dtype, got {grad.dtype} and {x.dtype}")
     if state.dtype != torch.int64:
         fail(f"state must be int64, got {state.dtype}")

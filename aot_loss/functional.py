@@ -7,7 +7,7 @@ transport cost of coupling the quantiles of U with those of V under a convex cos
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from torch import Tensor
 
@@ -175,10 +175,10 @@ def _unpaired(
     pos_weights: Tensor | None,
     neg_weights: Tensor | None,
     options: Options,
-    group: object,
+    pg: Any,
 ) -> Tensor:
-    """Validate the tensors of :func:`unpaired` and call the primitive."""
-    pg = resolve_group(group)
+    """Validate the tensors of :func:`unpaired` and call the primitive; ``pg`` is the group
+    that :func:`~._distributed.resolve_group` returned."""
     local = pg is None  # with a group, emptiness and total mass are checked over the group
     with errors_raised_together(pg):
         check_sample_pair("r_pos", r_pos, "r_neg", r_neg, allow_empty=not local)
@@ -294,16 +294,16 @@ def _paired(
     ref_rejected_logps: Tensor,
     weights: Tensor | None,
     options: Options,
-    group: object,
+    pg: Any,
 ) -> Tensor:
-    """Validate the tensors of :func:`paired`, form the margins and call the primitive."""
+    """Validate the tensors of :func:`paired`, form the margins and call the primitive; ``pg``
+    is the group that :func:`~._distributed.resolve_group` returned."""
     inputs = {
         "policy_chosen_logps": policy_chosen_logps,
         "policy_rejected_logps": policy_rejected_logps,
         "ref_chosen_logps": ref_chosen_logps,
         "ref_rejected_logps": ref_rejected_logps,
     }
-    pg = resolve_group(group)
     local = pg is None  # with a group, emptiness and total mass are checked over the group
     with errors_raised_together(pg):
         for name, x in inputs.items():

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from torch import Tensor, nn
 
-from ._distributed import check_group
+from ._distributed import check_group, resolve_group
 from ._validation import Backend, Reduction, SoftSortBackend, Sort, check_options
 from .functional import Loss, _paired, _unpaired
 
@@ -109,7 +109,7 @@ class UnpairedAOTLoss(_AOTLoss):
         neg_weights: Tensor | None = None,
     ) -> Tensor:
         """The loss of chosen rewards `r_pos` against rejected rewards `r_neg`."""
-        return _unpaired(r_pos, r_neg, pos_weights, neg_weights, self._options, self.group)
+        return _unpaired(r_pos, r_neg, pos_weights, neg_weights, self._options, resolve_group(self.group))
 
 
 class PairedAOTLoss(_AOTLoss):
@@ -156,5 +156,5 @@ class PairedAOTLoss(_AOTLoss):
             ref_rejected_logps,
             weights,
             self._options,
-            self.group,
+            resolve_group(self.group),
         )

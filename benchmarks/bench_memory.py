@@ -2,7 +2,8 @@
 the resident set, after a warm-up, each case in a fresh process.
 
 Goals (issue #27): 200k calls of each op at n = 64 grow the in-use heap by at most 256 KiB
-and the RSS by at most 8 MiB; 2k calls at n = 1e5 grow the RSS by at most 32 MiB. The torch
+and the RSS by at most 8 MiB; 2k calls at n = 1e5 grow the RSS by at most 32 MiB (and the heap
+by at most 256 KiB, as the test has always held them). The torch
 backend's loss, measured alike, is the baseline (it holds nothing across calls).
 
     python benchmarks/bench_memory.py            # full run, appends to benchmarks/results/
@@ -29,7 +30,7 @@ CASES = [
     ("soft_sort", 100_000, 2_000, "public"),
     ("torch loss (baseline)", 64, 200_000, "public"),
 ]
-GOALS = {64: {"in_use": 256 * KIB, "rss": 8 * MIB}, 100_000: {"rss": 32 * MIB}}
+GOALS = {64: {"in_use": 256 * KIB, "rss": 8 * MIB}, 100_000: {"in_use": 256 * KIB, "rss": 32 * MIB}}
 
 
 _MALLINFO2 = ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks")
