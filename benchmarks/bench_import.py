@@ -18,6 +18,9 @@ import sys
 from _harness import append_results, bench_parser, results_dir
 
 GOAL_S = 0.25
+# Modules that `import aot_loss` must not load: each costs from 0.1 s to over a second, and
+# none is needed until a feature that uses it runs (compile, plots, LLMs, the test oracles).
+# tests/test_packaging.py holds the import to this list.
 HEAVY = ("torch._dynamo", "torch._inductor", "sympy", "matplotlib", "transformers", "scipy", "trl", "peft")
 # The import alone, timed inside the process: interpreter start-up is the same for both.
 TIMED = (

@@ -7,6 +7,7 @@ import torch
 from hypothesis import HealthCheck, settings
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests import oracles.py and strategies.py
+sys.path.insert(1, str(Path(__file__).parents[1] / "benchmarks"))  # and the benchmarks' harness and goals
 
 settings.register_profile(
     "ci", max_examples=40, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]

@@ -1,12 +1,7 @@
 """The benchmarks' shared harness (benchmarks/_harness.py): what it times is what it records."""
 
-import sys
-from pathlib import Path
-
-import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import _harness
+import torch
 
 
 def test_steps_are_timed_on_the_thread_count_the_results_record(threads):

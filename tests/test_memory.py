@@ -1,14 +1,9 @@
 """The native ops hold no memory across calls: benchmarks/bench_memory.py's goals, checked on
 the ops called directly, each case in a fresh process."""
 
-import sys
-from pathlib import Path
-
+import bench_memory
 import pytest
 from optional import needs_native
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import bench_memory
 
 
 @needs_native

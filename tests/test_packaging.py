@@ -11,17 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from bench_import import HEAVY  # the modules `import aot_loss` must not load
 from optional import native_reason
 
 import aot_loss
 from aot_loss import _native
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-# Modules that `import aot_loss` must not load: each costs from 0.1 s to over a second, and
-# none is needed until a feature that uses it runs (compile, plots, LLMs, the test oracles).
-HEAVY = ("torch._dynamo", "torch._inductor", "sympy", "matplotlib", "transformers", "scipy", "trl", "peft")
 
 
 def test_import_prints_nothing_loads_nothing_heavy_and_initialises_no_cuda():
