@@ -8,7 +8,7 @@ torch >= 2.10 on Python >= 3.10. Build facts go to ``_C_build.json`` next to the
 that ``python -m aot_loss.info`` can report them.
 
 ``AOT_LOSS_BUILD_CUDA=1`` (with ``AOT_LOSS_BUILD_EXT=1``, against a CUDA build of torch) adds
-the CUDA kernels of ``csrc/kernels/*.cu`` and their binding ``csrc/cuda/*.cpp``, for sm_80 and
+the CUDA kernels of ``csrc/cuda/*.cu`` and their bindings ``csrc/bindings/*_cuda.cpp``, for sm_80 and
 sm_90 unless ``TORCH_CUDA_ARCH_LIST`` names others. It is never switched on by the mere
 presence of nvcc.
 """
@@ -39,14 +39,15 @@ def _native_extensions() -> tuple[list, dict, dict]:
     flags = [
         "-O3",
         "-g0",
-        "-fno-trapping-math",  # lets loops with selects vectorise (csrc/kernels/cost_block.cpp)
+        "-fno-trapping-math",  # lets loops with selects vectorise (csrc/cpu/cost_block.cpp)
         "-ffp-contract=off",  # no FMA in the AVX2/AVX-512 clones only: results independent of the CPU
         "-std=c++17",
         "-DPy_LIMITED_API=0x030a0000",
         "-DTORCH_TARGET_VERSION=0x020a000000000000",
     ]
-    sources = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("*.cpp"))
-    sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("kernels/*.cpp"))
+    sources = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("bindings/*.cpp"))
+    sources = [s for s in sources if not s.endswith("_cuda.cpp")]  # the CUDA bindings, below
+    sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("cpu/*.cpp"))
     compile_args: dict[str, list[str]] = {"cxx": flags}
     extension = CppExtension
     cuda = os.environ.get("AOT_LOSS_BUILD_CUDA") == "1"
@@ -55,8 +56,8 @@ def _native_extensions() -> tuple[list, dict, dict]:
 
         if torch.version.cuda is None:
             raise SystemExit(f"AOT_LOSS_BUILD_CUDA=1 needs a CUDA build of torch; found {torch.__version__}")
-        sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("cuda/*.cpp"))
-        sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("kernels/*.cu"))
+        sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("bindings/*_cuda.cpp"))
+        sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("cuda/*.cu"))
         archs = [] if os.environ.get("TORCH_CUDA_ARCH_LIST") else ["80", "90"]
         gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]
         compile_args["nvcc"] = ["-O3", "-std=c++17", *gencode]

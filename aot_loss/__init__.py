@@ -6,9 +6,19 @@ optimal-transport cost of their quantile coupling.
 """
 
 from . import metrics
+from ._info import info
 from ._version import __version__
 from .functional import paired, unpaired
 from .modules import PairedAOTLoss, UnpairedAOTLoss
 from .sorting import soft_sort
 
-__all__ = ["PairedAOTLoss", "UnpairedAOTLoss", "__version__", "metrics", "paired", "soft_sort", "unpaired"]
+__all__ = [
+    "PairedAOTLoss",
+    "UnpairedAOTLoss",
+    "__version__",
+    "info",
+    "metrics",
+    "paired",
+    "soft_sort",
+    "unpaired",
+]

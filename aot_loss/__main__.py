@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Dispatch to a subcommand."""
-    from . import demo, info
+    from . import _info, demo
     from ._version import __version__
 
     parser = argparse.ArgumentParser(
@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "demo":
         demo.run(demo.check_args(demo_parser, args))
     else:
-        info.main()
+        _info.main()
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from ._dtypes import accumulation_dtype
 from ._sort import sort_values, stable_sort
 
 
@@ -58,9 +59,9 @@ def plan(u: Tensor, v: Tensor, u_weights: Tensor | None, v_weights: Tensor | Non
     if u_weights is None and v_weights is None:
         iu, iv, mass = _grid(u_sorted, v_sorted, None, None)
     else:
-        level_dtype = _level_dtype(u_sorted)
-        cum_u = _cumulative_mass(u_weights, u_perm, u_sorted, level_dtype)
-        cum_v = _cumulative_mass(v_weights, v_perm, v_sorted, level_dtype)
+        level_dtype = accumulation_dtype(u_sorted)
+        cum_u = cumulative_mass(u_weights, u_perm, u_sorted, level_dtype)
+        cum_v = cumulative_mass(v_weights, v_perm, v_sorted, level_dtype)
         iu, iv, mass = _grid(u_sorted, v_sorted, cum_u, cum_v)
     return Plan(u_sorted, u_perm, v_sorted, v_perm, iu, iv, mass)
 
@@ -123,7 +124,7 @@ def _gather(x: Tensor, index: Tensor) -> Tensor:
     values are those of a float32 gather."""
     if x.dtype != torch.float32 or not (torch.is_grad_enabled() and x.requires_grad):
         return x.gather(-1, index)
-    return x.to(_level_dtype(x)).gather(-1, index).to(x.dtype)
+    return x.to(accumulation_dtype(x)).gather(-1, index).to(x.dtype)
 
 
 def _grid(
@@ -160,15 +161,7 @@ def _uniform_cells(n: int, m: int, device: torch.device, dtype: torch.dtype) -> 
 _cached_uniform_cells = functools.lru_cache(maxsize=4)(_uniform_cells)
 
 
-def _level_dtype(x: Tensor) -> torch.dtype:
-    """The dtype of cumulative masses: float64 (as in the native kernels), but on MPS, which
-    has none. A cell's length is a difference of two levels and is about 1/K of them: summed
-    in float32, 1e5 weights put a relative error of ~1e-2 on the lengths and on the gradients
-    they scale (6e-2 at 1e6), where float64 leaves float32's own ~1e-7."""
-    return torch.float32 if x.device.type == "mps" else torch.float64
-
-
-def _cumulative_mass(
+def cumulative_mass(
     weights: Tensor | None, perm: Tensor, sorted_values: Tensor, dtype: torch.dtype
 ) -> Tensor:
     """Cumulative masses of the sorted sample in ``dtype``, normalised so the last is exactly 1."""

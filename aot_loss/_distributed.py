@@ -26,7 +26,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from ._validation import Options, raise_on, zero_mass_check
+from ._options import AGREED, Options
+from ._validation import raise_on, zero_mass_check
 
 GROUP_CHOICES = "None, 'world' or a torch.distributed.ProcessGroup"
 
@@ -186,14 +187,7 @@ def _piece_sizes(row: Sequence[int]) -> list[int]:
 def _fingerprint(options: Options) -> int:
     """A stable 32-bit hash of the options that change the loss (not backends or checks)."""
     cost = options.name or _callable_key(options.cost)
-    key = (
-        cost,
-        options.beta,
-        options.label_smoothing,
-        options.reduction,
-        options.sort,
-        options.soft_strength,
-    )
+    key = tuple(cost if name == "loss" else getattr(options, name) for name in AGREED)
     return zlib.crc32(repr(key).encode())
 
 
@@ -242,7 +236,7 @@ def _check_agreement(table: list[list[int]], names: Sequence[str]) -> None:
         "device": ("the device type", lambda c: "accelerator" if c else "CPU"),
         "u_weights": (f"whether {names[2]} are given", _given),
         "v_weights": (f"whether {names[3]} are given", _given),
-        "options": ("the loss options (loss, beta, label_smoothing, reduction, sort, soft_strength)", hex),
+        "options": (f"the loss options ({', '.join(AGREED)})", hex),
     }
     for field, (what, show) in checks.items():
         column = [row[_COLUMN[field]] for row in table]

@@ -9,40 +9,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-import torch
 from torch import Tensor
 
-from . import _distributed, _dominance_op
-from ._backend import use_native
-from ._coupling import Coupling, couple, integrate
-from ._soft_sort_op import soft_sort_last
-from ._validation import Options
-
-_COMPUTE_DTYPES = (torch.float32, torch.float64)
-
-
-def compute_dtype(*tensors: Tensor) -> torch.dtype:
-    """The promoted dtype of the inputs, with float16/bfloat16 raised to float32."""
-    dtype = tensors[0].dtype
-    for t in tensors[1:]:
-        if t.dtype is not dtype:  # promote_types costs ~0.25 us a call: skip it for equal dtypes
-            dtype = torch.promote_types(dtype, t.dtype)
-    return dtype if dtype in _COMPUTE_DTYPES else torch.promote_types(dtype, torch.float32)
-
-
-def as_dtype(x: Tensor, dtype: torch.dtype) -> Tensor:
-    """``x.to(dtype)`` without the dispatch when it is already that dtype (~1 us at small n)."""
-    return x if x.dtype == dtype else x.to(dtype)
-
-
-def upcast(
-    u: Tensor, v: Tensor, u_weights: Tensor | None, v_weights: Tensor | None
-) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-    """Samples and weights in the computation dtype of ``u`` and ``v`` (see compute_dtype)."""
-    dtype = compute_dtype(u, v)
-    uw = None if u_weights is None else as_dtype(u_weights, dtype)
-    vw = uw if v_weights is u_weights else None if v_weights is None else as_dtype(v_weights, dtype)
-    return as_dtype(u, dtype), as_dtype(v, dtype), uw, vw  # shared weights stay one tensor
+from . import _distributed
+from ._costs import check_custom_costs
+from ._coupling import couple
+from ._dtypes import upcast
+from ._options import Options
+from ._reduction import reduce_cells
+from .ops import dispatch
+from .ops.autograd import reduced_costs, soft_sort_last
 
 
 def dominance_cost(
@@ -66,46 +42,13 @@ def dominance_cost(
     if options.sort == "soft":  # the samples' soft order statistics; the coupling keeps their order
         u = soft_sort_last(u, options.soft_strength, "l2", options.soft_backend)
         v = soft_sort_last(v, options.soft_strength, "l2", options.soft_backend)
-    if use_native(options, u, v, u_weights, v_weights):
-        return _native_cost(u, v, u_weights, v_weights, options)
+    if dispatch.dominance(options, u, v, u_weights, v_weights):
+        name = cast(str, options.name)
+        return reduced_costs(
+            u, v, u_weights, v_weights, name, options.beta, options.label_smoothing, options.reduction
+        )
     coupling = couple(u, v, u_weights, v_weights)
     costs = options.cost(coupling.diff)
     if options.custom_cost:
-        _check_custom_costs(costs, coupling.diff)
-    return _reduce(costs, coupling, options.reduction, rows=u.dim() == 2)
-
-
-def _native_cost(
-    u: Tensor, v: Tensor, u_weights: Tensor | None, v_weights: Tensor | None, options: Options
-) -> Tensor:
-    """The fused op's OT costs, reduced as :func:`_reduce` reduces the torch path."""
-    name = cast(str, options.name)
-    return _dominance_op.reduced_costs(
-        u, v, u_weights, v_weights, name, options.beta, options.label_smoothing, options.reduction
-    )
-
-
-def _check_custom_costs(costs: object, diff: Tensor) -> None:
-    if not isinstance(costs, Tensor):
-        raise TypeError(f"loss callable must return a Tensor, got {type(costs).__name__}")
-    if costs.shape != diff.shape:
-        raise ValueError(
-            f"loss callable must map d elementwise: got shape {tuple(costs.shape)} "
-            f"for d of shape {tuple(diff.shape)}"
-        )
-
-
-def _reduce(costs: Tensor, coupling: Coupling, reduction: str, rows: bool) -> Tensor:
-    """Reduce per-cell costs; see the 'Reductions' table in the docs.
-
-    The OT cost of a row is the mass-weighted sum of its cell costs. For 1-D inputs,
-    'none' returns per-cell costs scaled by K * mass_k (K cells), so that their mean is the
-    OT cost; on the equal-size unweighted grid K * mass_k = 1 and they are the per-pair
-    losses h(u_(i) - v_(i)). For rows, 'none' returns the (G,) per-row OT costs.
-    """
-    mass = coupling.mass
-    if rows or reduction == "mean":
-        return _dominance_op.reduce_row_costs(integrate(costs, mass), reduction, costs.shape[-1])[0]
-    if mass is not None:
-        costs = costs * (mass * mass.shape[-1])
-    return costs if reduction == "none" else costs.sum()
+        check_custom_costs(costs, coupling.diff)
+    return reduce_cells(costs, coupling, options.reduction, rows=u.dim() == 2)

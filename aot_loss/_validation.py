@@ -11,124 +11,16 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import partial
 from typing import Literal, NamedTuple, cast
 
 import torch
 from torch import Tensor
 
-from ._costs import COSTS, CostFn
+from ._dtypes import FLOAT_DTYPES
 
-Reduction = Literal["mean", "sum", "none"]
-REDUCTIONS = ("mean", "sum", "none")
-Backend = Literal["auto", "torch", "native"]
-BACKENDS = ("auto", "torch", "native")
-Sort = Literal["hard", "soft"]
-SORTS = ("hard", "soft")
 SoftSortBackend = Literal["auto", "torch", "native", "torchsort"]
 SOFT_SORT_BACKENDS = ("auto", "torch", "native", "torchsort")
-# The dtypes computed in: half precision in float32, float32 and float64 as they are. float8
-# has no arithmetic promotion in torch, so it is refused rather than failing inside a sort.
-FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-
-@dataclass(frozen=True)
-class Options:
-    """Validated loss options: the cost h as a one-argument function, the reduction, and
-    for built-in costs the name and parameters that the native op takes."""
-
-    cost: CostFn
-    reduction: Reduction
-    check_finite: bool
-    custom_cost: bool
-    backend: Backend = "auto"
-    name: str | None = None  # built-in cost name; None for a callable
-    beta: float = 0.0
-    label_smoothing: float = 0.0
-    sort: Sort = "hard"
-    soft_strength: float = 0.1
-    soft_backend: SoftSortBackend = "auto"
-
-
-def check_options(
-    loss: object,
-    beta: object,
-    label_smoothing: object,
-    reduction: object,
-    check_finite: object,
-    backend: object = "auto",
-    sort: object = "hard",
-    soft_strength: object = 0.1,
-    soft_backend: object = "auto",
-) -> Options:
-    """Validate the keyword options shared by every loss and bind the cost's parameters.
-
-    The common case (a built-in cost and plain Python scalars) is memoised: validating the
-    same options on every training step would otherwise cost ~10 us per call.
-    """
-    args = (loss, beta, label_smoothing, reduction, check_finite, backend, sort, soft_strength, soft_backend)
-    # Dynamo traces through lru_cache (and warns); the options are constants there anyway.
-    if _CACHEABLE.issuperset(map(type, args)) and not torch.compiler.is_compiling():
-        return _cached_options(*args)
-    return _check_options(*args)
-
-
-_CACHEABLE = frozenset((str, float, int, bool))  # exact types: hashing a Tensor beta would be wrong
-
-
-@lru_cache(maxsize=64, typed=True)  # typed: beta=True must not hit beta=1
-def _cached_options(*args: object) -> Options:
-    return _check_options(*args)
-
-
-def _check_options(
-    loss: object,
-    beta: object,
-    label_smoothing: object,
-    reduction: object,
-    check_finite: object,
-    backend: object,
-    sort: object,
-    soft_strength: object,
-    soft_backend: object,
-) -> Options:
-    beta = _real("beta", beta)
-    if not (math.isfinite(beta) and beta > 0):
-        raise ValueError(f"beta must be a finite number > 0, got {beta!r}")
-    label_smoothing = _real("label_smoothing", label_smoothing)
-    if not 0.0 <= label_smoothing < 0.5:
-        raise ValueError(f"label_smoothing must be in [0, 0.5), got {label_smoothing!r}")
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    if not isinstance(check_finite, bool):
-        raise TypeError(f"check_finite must be a bool, got {check_finite!r}")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    valid_reduction, valid_backend = cast(Reduction, reduction), cast(Backend, backend)
-    if sort not in SORTS:
-        raise ValueError(f"sort must be one of {SORTS}, got {sort!r}")
-    valid_sort = cast(Sort, sort)
-    strength = check_strength("soft_strength", soft_strength)
-    valid_soft_backend = check_soft_sort_backend("soft_backend", soft_backend)
-    if isinstance(loss, str) and loss not in COSTS:
-        raise ValueError(f"loss must be one of {tuple(COSTS)} or a callable, got {loss!r}")
-    if label_smoothing and loss != "logistic":
-        raise ValueError(
-            f"label_smoothing={label_smoothing!r} applies to loss='logistic' only, got loss={loss!r}"
-        )
-    if isinstance(loss, str):
-        cost: CostFn = partial(COSTS[loss], beta=beta, label_smoothing=label_smoothing)
-        return Options(
-            cost, valid_reduction, check_finite, False, valid_backend, loss, beta, label_smoothing,
-            valid_sort, strength, valid_soft_backend,
-        )  # fmt: skip
-    if callable(loss):
-        return Options(
-            cast(CostFn, loss), valid_reduction, check_finite, True, valid_backend,
-            sort=valid_sort, soft_strength=strength, soft_backend=valid_soft_backend,
-        )  # fmt: skip
-    raise TypeError(f"loss must be a str in {tuple(COSTS)} or a callable, got {type(loss).__name__}")
 
 
 def check_count(name: str, value: object) -> None:
@@ -139,7 +31,7 @@ def check_count(name: str, value: object) -> None:
 
 def check_strength(name: str, strength: object) -> float:
     """A soft-sort strength: a finite real number > 0."""
-    value = _real(name, strength)
+    value = real(name, strength)
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a finite number > 0, got {strength!r}")
     return value
@@ -152,9 +44,9 @@ def check_soft_sort_backend(name: str, backend: object) -> SoftSortBackend:
     return cast(SoftSortBackend, backend)
 
 
-def check_no_soft_weights(options: Options, weights: Mapping[str, Tensor | None]) -> None:
+def check_no_soft_weights(sort: str, weights: Mapping[str, Tensor | None]) -> None:
     """Soft sorting is defined for equally weighted samples only."""
-    if options.sort != "soft":
+    if sort != "soft":
         return
     for name, w in weights.items():
         if w is not None:
@@ -164,7 +56,7 @@ def check_no_soft_weights(options: Options, weights: Mapping[str, Tensor | None]
             )
 
 
-def _real(name: str, value: object) -> float:
+def real(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
     try:

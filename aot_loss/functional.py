@@ -6,23 +6,19 @@ transport cost of coupling the quantiles of U with those of V under a convex cos
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from torch import Tensor
 
-from ._costs import LossName
+from ._costs import Loss
 from ._distributed import check_gatherable, errors_raised_together, resolve_group
-from ._dominance import as_dtype, compute_dtype, dominance_cost
+from ._dominance import dominance_cost
+from ._dtypes import as_dtype, compute_dtype
+from ._options import Backend, Options, Reduction, Sort, check_options
 from ._validation import (
-    Backend,
-    Options,
-    Reduction,
     SoftSortBackend,
-    Sort,
     check_finite_values,
     check_no_soft_weights,
-    check_options,
     check_same_device,
     check_sample_pair,
     check_samples,
@@ -31,8 +27,6 @@ from ._validation import (
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
-
-Loss = LossName | Callable[[Tensor], Tensor]
 
 __all__ = ["Loss", "paired", "unpaired"]
 
@@ -161,11 +155,10 @@ def unpaired(
         >>> aot_loss.unpaired(r_pos, r_neg, loss="hinge", beta=0.5, reduction="none")
         tensor([0., 0., 0.])
     """
+    arguments = locals()  # the options, by name, as Options declares them
     pg = resolve_group(group)
     with errors_raised_together(pg):  # an option refused on one rank is raised on every rank
-        options = check_options(
-            loss, beta, label_smoothing, reduction, check_finite, backend, sort, soft_strength, soft_backend
-        )
+        options = check_options(arguments)
     return _unpaired(r_pos, r_neg, pos_weights, neg_weights, options, pg)
 
 
@@ -186,7 +179,7 @@ def _unpaired(
             check_gatherable({"r_pos": r_pos, "r_neg": r_neg})
         pos_weights = check_weights("pos_weights", pos_weights, r_pos, "r_pos", require_mass=local)
         neg_weights = check_weights("neg_weights", neg_weights, r_neg, "r_neg", require_mass=local)
-        check_no_soft_weights(options, {"pos_weights": pos_weights, "neg_weights": neg_weights})
+        check_no_soft_weights(options.sort, {"pos_weights": pos_weights, "neg_weights": neg_weights})
         if options.check_finite:
             check_finite_values(
                 {"r_pos": r_pos, "r_neg": r_neg}, {"r_pos": pos_weights, "r_neg": neg_weights}
@@ -278,11 +271,10 @@ def paired(
         >>> round(loss.item(), 4)
         0.6477
     """
+    arguments = locals()  # the options, by name, as Options declares them
     pg = resolve_group(group)
     with errors_raised_together(pg):  # an option refused on one rank is raised on every rank
-        options = check_options(
-            loss, beta, label_smoothing, reduction, check_finite, backend, sort, soft_strength, soft_backend
-        )
+        options = check_options(arguments)
     logps = (policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
     return _paired(*logps, weights, options, pg)
 
@@ -316,7 +308,7 @@ def _paired(
         if not local:
             check_gatherable(inputs)
         weights = check_weights("weights", weights, policy_chosen_logps, "policy_chosen_logps", local)
-        check_no_soft_weights(options, {"weights": weights})
+        check_no_soft_weights(options.sort, {"weights": weights})
         if options.check_finite:
             check_finite_values(inputs, dict.fromkeys(inputs, weights))
     dtype = compute_dtype(*inputs.values())  # subtract after the upcast, not in half precision

@@ -21,11 +21,12 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ._coupling import Coupling, _cumulative_mass, couple_values, integrate
-from ._dominance import _check_custom_costs, as_dtype, compute_dtype, upcast
+from ._costs import Loss, check_custom_costs
+from ._coupling import Coupling, couple_values, cumulative_mass, integrate
+from ._dtypes import as_dtype, compute_dtype, upcast
+from ._options import check_options
 from ._sort import sort_values, stable_sort
-from ._validation import check_options, check_sample_pair, check_weights
-from .functional import Loss
+from ._validation import check_sample_pair, check_weights
 
 __all__ = ["QuantileCurves", "fsd_violation", "fsd_violation_ratio", "ot_violation", "quantile_curves"]
 
@@ -155,11 +156,11 @@ def ot_violation(
         >>> ot_violation(u, v, loss="hinge", beta=1.0)
         tensor(0.5000)
     """
-    options = check_options(loss, beta, label_smoothing, "mean", False)
+    options = check_options({"loss": loss, "beta": beta, "label_smoothing": label_smoothing})
     cells = _couple(u, v, u_weights, v_weights)
     costs = options.cost(cells.diff)
     if options.custom_cost:
-        _check_custom_costs(costs, cells.diff)
+        check_custom_costs(costs, cells.diff)
     return integrate(costs, cells.mass)
 
 
@@ -270,7 +271,7 @@ def _quantiles(x: Tensor, weights: Tensor | None, t: Tensor) -> Tensor:
             levels = torch.arange(1, n + 1, dtype=torch.float64, device=x.device) / n
         else:
             ordered, perm = stable_sort(x.detach())
-            levels = _cumulative_mass(weights, perm, ordered, torch.float64)
+            levels = cumulative_mass(weights, perm, ordered, torch.float64)
         levels = levels.expand_as(ordered).contiguous()
         targets = t.expand(*ordered.shape[:-1], -1).contiguous()
         first = torch.searchsorted(levels, targets)

@@ -4,23 +4,22 @@ again; ``forward`` runs the same code as :mod:`aot_loss.functional`.
 
 from __future__ import annotations
 
-import inspect
 from typing import TYPE_CHECKING, Any, Literal
 
 from torch import Tensor, nn
 
+from ._costs import Loss
 from ._distributed import check_group, resolve_group
-from ._validation import Backend, Reduction, SoftSortBackend, Sort, check_options
-from .functional import Loss, _paired, _unpaired
+from ._options import DEFAULTS, NAMES, Backend, Reduction, Sort, check_options
+from ._validation import SoftSortBackend
+from .functional import _paired, _unpaired
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
 
 __all__ = ["PairedAOTLoss", "UnpairedAOTLoss"]
 
-
-# The options that check_options validates together; the Modules hold them as attributes.
-_OPTIONS = tuple(inspect.signature(check_options).parameters)
+_ALWAYS_SHOWN = ("loss", "beta", "reduction")  # in the repr; the other options when not at their default
 
 
 class _AOTLoss(nn.Module):
@@ -38,19 +37,20 @@ class _AOTLoss(nn.Module):
         soft_backend: SoftSortBackend = "auto",
         group: Literal["world"] | ProcessGroup | None = None,
     ) -> None:
+        arguments = locals()  # the options, by name, as Options declares them
         super().__init__()
         self.group = group
-        self.loss, self.beta, self.label_smoothing = loss, beta, label_smoothing
-        self.reduction, self.check_finite, self.backend = reduction, check_finite, backend
-        self.sort, self.soft_strength, self.soft_backend = sort, soft_strength, soft_backend
-        self._options = check_options(**{name: getattr(self, name) for name in _OPTIONS})
+        options = check_options(arguments)
+        for name in NAMES:  # each option is an attribute, as given
+            setattr(self, name, arguments[name])
+        self._options = options
 
     def __setattr__(self, name: str, value: Any) -> None:
         # An option set after construction (a beta schedule: `criterion.beta = 0.05`) is
         # validated now and takes effect at the next call; a bad value changes nothing.
-        if name in _OPTIONS and "_options" in self.__dict__:
-            values = {option: getattr(self, option) for option in _OPTIONS} | {name: value}
-            options: Any = check_options(**values)  # Any: Module.__setattr__ is typed for tensors
+        if name in NAMES and "_options" in self.__dict__:
+            values = {option: getattr(self, option) for option in NAMES} | {name: value}
+            options: Any = check_options(values)  # Any: Module.__setattr__ is typed for tensors
             super().__setattr__(name, value)
             super().__setattr__("_options", options)
             return
@@ -59,19 +59,11 @@ class _AOTLoss(nn.Module):
         super().__setattr__(name, value)
 
     def extra_repr(self) -> str:
+        shown = [n for n in NAMES if n in _ALWAYS_SHOWN or getattr(self, n) != DEFAULTS[n]]
         loss = self.loss if isinstance(self.loss, str) else getattr(self.loss, "__name__", "callable")
-        text = f"loss={loss!r}, beta={self.beta}, reduction={self.reduction!r}"
-        if self.label_smoothing:
-            text += f", label_smoothing={self.label_smoothing}"
-        if self.backend != "auto":
-            text += f", backend={self.backend!r}"
-        if self.sort == "soft":
-            text += f", sort='soft', soft_strength={self.soft_strength}"
-            if self.soft_backend != "auto":
-                text += f", soft_backend={self.soft_backend!r}"
-        if self.group is not None:
-            text += f", group={self.group!r}"
-        return text
+        values = {name: getattr(self, name) for name in shown} | {"loss": loss}
+        text = ", ".join(f"{name}={values[name]!r}" for name in shown)
+        return text + (f", group={self.group!r}" if self.group is not None else "")
 
 
 class UnpairedAOTLoss(_AOTLoss):

@@ -6,10 +6,10 @@ from typing import Literal
 
 from torch import Tensor
 
-from ._dominance import as_dtype, compute_dtype
-from ._pav import REGULARIZATIONS
-from ._soft_sort_op import soft_sort_last
+from ._dtypes import as_dtype, compute_dtype
 from ._validation import SoftSortBackend, check_dense, check_soft_sort_backend, check_strength
+from .ops.autograd import soft_sort_last
+from .ops.pav import REGULARIZATIONS
 
 __all__ = ["SoftSortBackend", "soft_sort"]
 

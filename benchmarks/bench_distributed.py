@@ -31,7 +31,7 @@ from _harness import append_results, bench_parser, fmt_time, results_dir
 
 import aot_loss
 from aot_loss import _distributed
-from aot_loss._validation import check_options
+from aot_loss._options import check_options
 
 
 def _steps(n: int, rank: int, k: int) -> dict[str, Callable[[], object]]:
@@ -40,7 +40,7 @@ def _steps(n: int, rank: int, k: int) -> dict[str, Callable[[], object]]:
     r_neg = torch.randn(n, generator=g).requires_grad_()
     whole_pos = torch.randn(k * n, generator=g).requires_grad_()
     whole_neg = torch.randn(k * n, generator=g).requires_grad_()
-    options = check_options("logistic", 0.01, 0.0, "mean", False)
+    options = check_options({})  # the defaults
     world = dist.group.WORLD
     names = ("r_pos", "r_neg", "pos_weights", "neg_weights")
     return {

@@ -20,7 +20,6 @@ from _harness import RESULTS, append_results, bench_parser, fmt_time, time_calls
 from oracles import trl_aot_logratios
 
 import aot_loss
-from aot_loss import _native
 
 BETA = 0.1
 SIZES = [8, 35, 64, 256, 1024, 4096, 100_000, 1_000_000, 10_000_000]
@@ -47,7 +46,7 @@ def providers(quick: bool, device: str) -> dict[str, Callable[..., torch.Tensor]
     # A fresh compiled function per shape (the caller rebuilds the dict), so no recompile
     # limit is hit; --quick uses aot_eager to keep the smoke run free of C++ compiles.
     found["compile"] = torch.compile(torch_path, backend="aot_eager" if quick else "inductor")
-    if _native.STATUS.loaded and device in _native.STATUS.devices:
+    if device in aot_loss.info().ops.get("dominance", ()):
         found["native"] = native
     return found
 
@@ -130,7 +129,7 @@ def main() -> None:
     out = args.out or RESULTS
     print(
         f"threads={torch.get_num_threads()}  torch={torch.__version__}  "
-        f"native: {_native.STATUS.reason or 'loaded'}"
+        f"native: {aot_loss.info().reason or 'loaded'}"
     )
     for device in devices:
         rows: list[dict[str, object]] = []

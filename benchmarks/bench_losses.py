@@ -15,10 +15,9 @@ from _harness import append_results, bench_parser, fmt_time, results_dir, time_c
 from oracles import trl_aot_paired, trl_aot_unpaired
 
 import aot_loss
-from aot_loss import _native
 
 BETA = 0.1
-BACKENDS = ["torch", "native"] if _native.STATUS.loaded else ["torch"]
+BACKENDS = ["torch", "native"] if aot_loss.info().native else ["torch"]
 
 
 def _logps(n: int) -> list[torch.Tensor]:

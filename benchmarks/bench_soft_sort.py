@@ -19,7 +19,6 @@ import torch
 from _harness import append_results, bench_parser, fmt_time, results_dir, time_calls, time_calls_cuda
 
 import aot_loss
-from aot_loss._soft_sort_op import native_devices
 
 NATIVE_GOAL, REFERENCE_GOAL, REFERENCE_MIN_N = 1.5, 3.0, 10_000
 STRENGTH = 0.1
@@ -57,7 +56,7 @@ def _steps(x: torch.Tensor) -> dict[str, Callable[[], object]]:
         steps["torchsort"] = step(
             lambda t: torchsort.soft_sort(t, regularization_strength=STRENGTH), x, upstream
         )
-    if x.device.type in native_devices():
+    if x.device.type in aot_loss.info().ops.get("soft_sort", ()):
         steps["native"] = step(
             lambda t: aot_loss.soft_sort(t, strength=STRENGTH, backend="native"), row, row_up
         )

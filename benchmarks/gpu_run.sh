@@ -33,7 +33,7 @@ step_build() {
   fi
   echo "built in $((SECONDS - start)) s"
   cp aot_loss/_C*.so aot_loss/_C_build.json "$out/"
-  "$python" -m aot_loss.info
+  "$python" -m aot_loss info
 }
 
 step_test() {

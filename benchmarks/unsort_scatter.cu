@@ -1,4 +1,4 @@
-// The un-sort of the long path (csrc/kernels/dominance_cuda.cu, step 7) at n = 1e7 values per
+// The un-sort of the long path (csrc/cuda/dominance_cuda.cu, step 7) at n = 1e7 values per
 // sample, two samples, float32, on data laid out as after its one radix pass on the positions'
 // top 8 bits: buckets in order, each a random permutation of its 2^shift positions. Times the
 // scatter as the op does it (A) against alternatives, and checks that each writes the same
@@ -15,7 +15,7 @@
 #include <cooperative_groups.h>
 #include <cub/cub.cuh>
 
-#include "kernels/device.h"  // the op's quot_rem
+#include "common/device.h"  // the op's quot_rem
 namespace cg = cooperative_groups;
 using aot_loss::kernels::quot_rem;
 

@@ -8,7 +8,7 @@ from types import ModuleType
 
 import pytest
 
-from aot_loss import _native
+import aot_loss
 from aot_loss._optional import install_command
 
 
@@ -28,7 +28,7 @@ def needs(*modules: str) -> pytest.MarkDecorator:
 
 
 def native_reason() -> str:
-    return f"needs the native library, which is {_native.STATUS.reason}"
+    return f"needs the native library, which is {aot_loss.info().reason}"
 
 
-needs_native = pytest.mark.skipif(not _native.STATUS.loaded, reason=native_reason())
+needs_native = pytest.mark.skipif(not aot_loss.info().native, reason=native_reason())

@@ -20,19 +20,23 @@ import torch.nn.functional as F
 from scipy.optimize import linprog
 
 NumpyCost = Callable[[np.ndarray], np.ndarray]
-BUILTIN_COSTS = ("logistic", "squared_hinge", "least_squares", "hinge")
+
+# The built-in costs h(d; beta, ls), written again in NumPy (log(1 + e^x) as logaddexp(0, x)).
+# tests/test_costs.py checks that these names are the library's and the native library's.
+NUMPY_COSTS: dict[str, Callable[[np.ndarray, float, float], np.ndarray]] = {
+    "logistic": lambda d, beta, ls: (
+        (1 - ls) * np.logaddexp(0.0, -beta * d) + ls * np.logaddexp(0.0, beta * d)
+    ),
+    "squared_hinge": lambda d, beta, ls: np.maximum(beta - d, 0.0) ** 2,
+    "least_squares": lambda d, beta, ls: (beta - d) ** 2,
+    "hinge": lambda d, beta, ls: np.maximum(beta - d, 0.0),
+}
+BUILTIN_COSTS = tuple(NUMPY_COSTS)
 
 
 def numpy_cost(name: str, beta: float, label_smoothing: float = 0.0) -> NumpyCost:
-    """The four built-in costs, written again in NumPy (log(1 + e^x) as logaddexp(0, x))."""
-    ls = label_smoothing
-    table: dict[str, NumpyCost] = {
-        "logistic": lambda d: (1 - ls) * np.logaddexp(0.0, -beta * d) + ls * np.logaddexp(0.0, beta * d),
-        "squared_hinge": lambda d: np.maximum(beta - d, 0.0) ** 2,
-        "least_squares": lambda d: (beta - d) ** 2,
-        "hinge": lambda d: np.maximum(beta - d, 0.0),
-    }
-    return table[name]
+    """The built-in cost ``name`` with its parameters bound."""
+    return lambda d: NUMPY_COSTS[name](d, beta, label_smoothing)
 
 
 def _quantile_function(values: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

@@ -1,6 +1,6 @@
 """The CPU cost loop gives the same bits whichever x86-64 level runs it.
 
-``csrc/kernels/cost_block.cpp`` is compiled for AVX-512, AVX2 and the baseline, and the loader
+``csrc/cpu/cost_block.cpp`` is compiled for AVX-512, AVX2 and the baseline, and the loader
 picks the widest the CPU has (``cpu_clones.h``). With ``-ffp-contract=off`` every variant must
 perform the same IEEE operations in the same order: here each is built on its own (the clones
 switched off, ``-march`` set) and run on the same differences, and their outputs must match
@@ -25,7 +25,7 @@ LEVELS = {
     "x86-64-v3": {"avx2", "fma", "bmi2"},
     "x86-64-v4": {"avx512f", "avx512bw", "avx512vl"},
 }
-SOURCES = ["tests/csrc/cost_block_host.cpp", "csrc/kernels/cost_block.cpp"]
+SOURCES = ["tests/csrc/cost_block_host.cpp", "csrc/cpu/cost_block.cpp"]
 
 pytestmark = pytest.mark.skipif(GXX is None or platform.machine() != "x86_64", reason="needs g++ on x86-64")
 

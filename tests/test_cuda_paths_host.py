@@ -1,9 +1,9 @@
 """The CUDA kernels' algorithms, run on the host.
 
 The CUDA kernels keep their algorithms in torch-free headers of per-element functions:
-``csrc/kernels/dominance_block.h`` (rows of up to 4096 values per sample: a bitonic sort of
+``csrc/cuda/dominance_block.h`` (rows of up to 4096 values per sample: a bitonic sort of
 U and V together, then pairs or the merged grid, as phases separated by barriers) and
-``csrc/kernels/dominance_long.h`` (longer rows: the steps around CUB's segmented sort and
+``csrc/cuda/dominance_long.h`` (longer rows: the steps around CUB's segmented sort and
 scan). ``tests/csrc/cuda_paths_host.cpp`` runs both on the host: the block phases serially in
 both directions and on 8 threads that meet at barriers as a CUDA block's threads do, the long
 path with a stable sort and a running sum standing in for CUB, its gradients scattered or

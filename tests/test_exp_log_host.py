@@ -1,4 +1,4 @@
-"""The exp and log1p that the CPU kernel's logistic cost uses (csrc/kernels/exp_log.h), against
+"""The exp and log1p that the CPU kernel's logistic cost uses (csrc/common/exp_log.h), against
 libm in a wider precision over their whole input ranges, and through the op against NumPy's
 float64 softplus and sigmoid.
 

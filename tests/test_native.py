@@ -14,12 +14,13 @@ from oracles import BUILTIN_COSTS
 from strategies import betas, costs, samples, weights_for
 
 import aot_loss
-from aot_loss import _dominance_op, _native
+from aot_loss.ops import dominance as dominance_op
+from aot_loss.ops import native
 
 f32, f64 = torch.float32, torch.float64
 
 # (shape of u, shape of v, weighted)
-# The CPU sort has three tiers (csrc/kernels/sort.h): ranking up to 64 values, radix sort with
+# The CPU sort has three tiers (csrc/common/sort.h): ranking up to 64 values, radix sort with
 # 8-bit digits below 4096 and with 11-bit digits from 4096 (float32); the cases cross them.
 SHAPES = {
     "pairs_rank_sort": ((7,), (7,), False),
@@ -127,9 +128,9 @@ def test_native_long_row_alone_equals_the_same_row_in_a_batch(n, m, weighted):
     """One row alone is coupled in parallel chunks, a row of a batch on one thread: the same
     chunks, summed in the same order, give the same bits."""
     u, v, wu, wv = _problem((2, n), (2, m), weighted, f32)
-    batch = _dominance_op.dominance(u.detach(), v.detach(), wu, wv, "logistic", 0.3, 0.1, True)
+    batch = dominance_op.dominance(u.detach(), v.detach(), wu, wv, "logistic", 0.3, 0.1, True)
     first = (wu[0] if weighted else None, wv[0] if weighted else None)
-    alone = _dominance_op.dominance(u.detach()[0], v.detach()[0], *first, "logistic", 0.3, 0.1, True)
+    alone = dominance_op.dominance(u.detach()[0], v.detach()[0], *first, "logistic", 0.3, 0.1, True)
     for a, b in zip(alone, batch, strict=True):
         assert torch.equal(a, b[0])
 
@@ -269,7 +270,7 @@ def test_composite_kernel_equals_the_torch_path(loss):
     """The op's default kernel (used wherever no native kernel is registered) is exact too."""
     u, v = torch.randn(4, 11, dtype=f64), torch.randn(4, 6, dtype=f64)
     wu = torch.rand(4, 11, dtype=f64)
-    cost, grad_u, grad_v = _dominance_op._dominance_torch(u, v, wu, None, loss, 0.6, 0.0, True)
+    cost, grad_u, grad_v = dominance_op._dominance_torch(u, v, wu, None, loss, 0.6, 0.0, True)
     a, b = u.clone().requires_grad_(), v.clone().requires_grad_()
     expected = aot_loss.unpaired(a, b, loss=loss, beta=0.6, pos_weights=wu, reduction="none", backend="torch")
     expected.sum().backward()
@@ -282,7 +283,7 @@ def test_composite_kernel_equals_the_torch_path(loss):
 def test_composite_kernel_nan_gradients_equal_the_torch_path(loss):
     u = torch.tensor([1.0, float("nan"), -2.0, 0.5], dtype=f64)
     v = torch.tensor([0.0, 1.0, float("nan")], dtype=f64)
-    _, grad_u, grad_v = _dominance_op._dominance_torch(u, v, None, None, loss, 0.5, 0.0, True)
+    _, grad_u, grad_v = dominance_op._dominance_torch(u, v, None, None, loss, 0.5, 0.0, True)
     expected = _loss_and_grads("torch", u, v, None, None, loss=loss, beta=0.5)
     torch.testing.assert_close(grad_u, expected[1], equal_nan=True)
     torch.testing.assert_close(grad_v, expected[2], equal_nan=True)
@@ -383,7 +384,7 @@ def test_double_backward_on_the_torch_path():
 
 
 def test_native_unavailable(monkeypatch):
-    monkeypatch.setattr(_native, "STATUS", _native.NativeStatus(False, "not built (build it with: X)"))
+    monkeypatch.setattr(native, "STATUS", native.NativeStatus(False, "not built (build it with: X)"))
     u, v = torch.randn(5), torch.randn(5)
     with pytest.raises(RuntimeError, match=r"unavailable: the native library is not built \(build it with"):
         aot_loss.unpaired(u, v, backend="native")
@@ -391,7 +392,7 @@ def test_native_unavailable(monkeypatch):
 
 
 def test_native_wrong_device(monkeypatch):
-    monkeypatch.setattr(_native, "STATUS", _native.NativeStatus(True, "", devices=("cuda",)))
+    monkeypatch.setattr(native, "STATUS", native.NativeStatus(True, "", ops={"dominance": ("cuda",)}))
     with pytest.raises(RuntimeError, match="no kernel for device 'cpu'"):
         aot_loss.unpaired(torch.randn(5), torch.randn(5), backend="native")
 

@@ -42,7 +42,7 @@ def test_float32_weights_on_long_rows_keep_float32_precision(backend):
     """A cell's length is a difference of two cumulative masses, ~1/K of them: summed in
     float32 over 7e4 weights, the lengths and the gradients they scale were off by 5e-3
     relative. Levels are summed in float64 on both paths."""
-    if backend == "native" and not aot_loss._native.STATUS.loaded:
+    if backend == "native" and not aot_loss.info().native:
         pytest.skip(native_reason())
     # float32 values, so that float64 computes the same problem exactly
     u64, v64 = (torch.randn(70_000) * 3).double(), (torch.randn(66_000) * 3).double()
@@ -174,7 +174,7 @@ def test_uniform_grid_is_cached_per_size_and_never_written():
 
 
 def _backend_or_skip(backend: str) -> None:
-    if backend == "native" and not aot_loss._native.STATUS.loaded:
+    if backend == "native" and not aot_loss.info().native:
         pytest.skip(native_reason())
 
 

@@ -16,7 +16,8 @@ import pytest
 import torch
 from optional import needs_native
 
-from aot_loss import _dominance_op, _soft_sort_op
+from aot_loss.ops import dominance as dominance_op
+from aot_loss.ops import soft_sort as soft_sort_op
 
 # (u, v, u_weights, v_weights) as expressions, and the message every kernel gives
 DOMINANCE_CASES = {
@@ -68,8 +69,8 @@ def _native_messages(calls: dict[str, str]) -> dict[str, str]:
     """Each call's RuntimeError message (or what it returned) from a child process."""
     code = (
         "import json, torch, aot_loss\n"
-        "from aot_loss import _native\n"
-        "assert _native.STATUS.loaded, _native.STATUS.reason\n"
+        "import aot_loss\n"
+        "assert aot_loss.info().native, aot_loss.info().reason\n"
         f"calls = {calls!r}\n"
         "out = {}\n"
         "for name, call in calls.items():\n"
@@ -105,7 +106,7 @@ def test_the_native_kernels_refuse_operands_that_disagree():
 def test_the_default_kernel_refuses_operands_that_disagree(case):
     operands, match = DOMINANCE_CASES[case]
     with pytest.raises(RuntimeError, match=match):
-        _dominance_op._dominance_torch(*eval(operands), "logistic", 0.1, 0.0, True)
+        dominance_op._dominance_torch(*eval(operands), "logistic", 0.1, 0.0, True)
 
 
 @pytest.mark.parametrize("case", DOMINANCE_CASES)
@@ -119,7 +120,7 @@ def test_the_fake_kernel_refuses_operands_that_disagree(case):
 def test_the_default_soft_sort_backward_refuses_a_state_it_did_not_make(case):
     state, match = STATE_CASES[case]
     with pytest.raises(RuntimeError, match=match):
-        _soft_sort_op._soft_sort_backward_checked(torch.randn(3, 8), torch.randn(3, 8), eval(state), "l2")
+        soft_sort_op._soft_sort_backward_checked(torch.randn(3, 8), torch.randn(3, 8), eval(state), "l2")
 
 
 @pytest.mark.parametrize("regularization", ["l2", "kl"])
@@ -127,7 +128,7 @@ def test_the_forward_state_passes_the_checks(regularization):
     x = torch.randn(4, 33, dtype=torch.float64)
     x[:, ::3] = 0.5  # ties make blocks
     _, state = torch.ops.aot_loss.soft_sort(x, 2.0, regularization)
-    _soft_sort_op.check_backward_args(torch.ones_like(x), x, state, regularization)
+    soft_sort_op.check_backward_args(torch.ones_like(x), x, state, regularization)
     grad = torch.ops.aot_loss.soft_sort_backward(torch.ones_like(x), x, state, regularization)
     torch.testing.assert_close(grad.sum(-1), torch.full((4,), 33.0, dtype=torch.float64))
 
@@ -138,8 +139,8 @@ def test_the_forward_state_passes_the_checks(regularization):
 # bounds fails the test (and CI runs it under AddressSanitizer, which reports the access).
 FUZZ = """
 import random, torch, aot_loss
-from aot_loss import _native
-assert _native.STATUS.loaded, _native.STATUS.reason
+import aot_loss
+assert aot_loss.info().native, aot_loss.info().reason
 rng = random.Random({seed})
 torch.manual_seed({seed})
 dtypes = [torch.float32, torch.float64]

@@ -15,7 +15,7 @@ from bench_import import HEAVY  # the modules `import aot_loss` must not load
 from optional import native_reason
 
 import aot_loss
-from aot_loss import _native
+from aot_loss.ops import native as _native
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,7 +93,7 @@ def test_the_wheel_installs_in_a_fresh_venv_and_runs_the_quick_start(pure_wheel,
 
 
 # these build the native library again, so they run where its build is part of the run
-needs_toolchain = pytest.mark.skipif(not _native.STATUS.loaded, reason=native_reason())
+needs_toolchain = pytest.mark.skipif(not aot_loss.info().native, reason=native_reason())
 
 
 def _native_wheel(tmp_path: Path, **env: str) -> Path:
@@ -134,9 +134,8 @@ def test_native_wheel_from_the_sdist_carries_its_build_record(tmp_path):
     zipfile.ZipFile(wheel).extractall(installed)
     code = (
         "import json, aot_loss\n"
-        "from aot_loss import _native\n"
-        "s = _native.STATUS\n"
-        "print(json.dumps([aot_loss.__file__, s.loaded, list(s.devices), s.build.get('torch')]))\n"
+        "s = aot_loss.info()\n"
+        "print(json.dumps([aot_loss.__file__, s.native, list(s.ops['dominance']), s.build.get('torch')]))\n"
     )
     out = _run_from(installed, code)
     assert out.returncode == 0, out.stderr
@@ -163,8 +162,7 @@ def test_native_errors_come_whole_when_libstdcxx_is_linked_statically(tmp_path):
     zipfile.ZipFile(wheel).extractall(installed)
     code = (
         "import torch, aot_loss\n"
-        "from aot_loss import _native\n"
-        "assert _native.STATUS.loaded, _native.STATUS.reason\n"
+        "assert aot_loss.info().native, aot_loss.info().reason\n"
         "torch.ops.aot_loss.dominance(torch.ones(3), torch.ones(3, dtype=torch.float64), None, None,"
         " 'logistic', 0.1, 0.0, False)\n"
     )
@@ -222,7 +220,7 @@ def test_info_prints_the_build_command_once():
     out = subprocess.run(
         [sys.executable, "-m", "aot_loss", "info"], capture_output=True, text=True, check=True, cwd=ROOT
     ).stdout
-    if _native.STATUS.loaded:
+    if aot_loss.info().native:
         assert "build it with" not in out
     else:
         assert out.count("AOT_LOSS_BUILD_EXT=1 pip install") == 1

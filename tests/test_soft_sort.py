@@ -17,12 +17,13 @@ from oracles import soft_sort_oracle
 from strategies import samples
 
 import aot_loss
-from aot_loss import _pav
-from aot_loss._soft_sort_op import native_devices
+from aot_loss.ops import pav as _pav
 
 HAS_TORCHSORT = importlib.util.find_spec("torchsort") is not None
 needs_torchsort = needs("torchsort")
-needs_native = pytest.mark.skipif("cpu" not in native_devices(), reason=native_reason())
+needs_native = pytest.mark.skipif(
+    "cpu" not in aot_loss.info().ops.get("soft_sort", ()), reason=native_reason()
+)
 BACKENDS = ["torch", pytest.param("native", marks=needs_native)]
 REGULARIZATIONS = ["l2", "kl"]
 VECTORS = json.loads((Path(__file__).parent / "data" / "torchsort_vectors.json").read_text())

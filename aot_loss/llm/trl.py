@@ -7,7 +7,6 @@ nothing else in aot_loss imports it.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,7 +16,8 @@ from torch import Tensor
 from .. import metrics as dominance
 from .._distributed import check_group
 from .._optional import missing
-from .._validation import check_options as check_loss_options
+from .._options import DEFAULTS as _OPTION_DEFAULTS
+from .._options import check_options as check_loss_options
 from ..functional import paired, unpaired
 from .logps import check_options, sequence_logps
 
@@ -35,13 +35,10 @@ __all__ = ["AOTDPOTrainer"]
 
 _AOT_LOSS_TYPES = ("aot", "aot_unpaired")
 _OWN_OPTIONS = ("beta", "label_smoothing")  # taken from the trainer's DPOConfig
-# What aot_options may set: the loss functions' keyword options but those above and the weights.
+# What aot_options may set: the loss options but those above and the reduction, and the group.
 _DEFAULTS = {
-    name: parameter.default
-    for name, parameter in inspect.signature(unpaired).parameters.items()
-    if parameter.kind is parameter.KEYWORD_ONLY and not name.endswith("weights")
-    and name not in (*_OWN_OPTIONS, "reduction")
-}  # fmt: skip
+    name: default for name, default in _OPTION_DEFAULTS.items() if name not in (*_OWN_OPTIONS, "reduction")
+} | {"group": None}
 _AOT_OPTIONS = tuple(_DEFAULTS)
 
 
@@ -127,7 +124,7 @@ class AOTDPOTrainer(DPOTrainer):
         # Fail now, not at the first step: the options as the loss will validate them.
         merged = {**_DEFAULTS, **options, "beta": self.beta, "label_smoothing": self.label_smoothing}
         check_group(merged.pop("group"))  # its type; the group itself is resolved at each step
-        check_loss_options(**merged, reduction="mean")
+        check_loss_options(merged)
 
     def _computes_aot(self) -> bool:
         return list(self.loss_types) in ([t] for t in _AOT_LOSS_TYPES)

@@ -1,4 +1,4 @@
-// Prints the bits of cost_block's outputs (csrc/kernels/cost_block.cpp) for every built-in cost,
+// Prints the bits of cost_block's outputs (csrc/cpu/cost_block.cpp) for every built-in cost,
 // float and double, over differences spanning the costs' whole range and the special values,
 // for tests/test_cost_block_host.py, which builds this once per x86-64 level (baseline,
 // x86-64-v3, x86-64-v4) with AOT_CPU_CLONES empty and requires the same bits from each.
@@ -9,7 +9,7 @@
 #include <limits>
 #include <vector>
 
-#include "kernels/cost_block.h"
+#include "cpu/cost_block.h"
 
 namespace k = aot_loss::kernels;
 

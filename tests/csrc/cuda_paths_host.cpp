@@ -1,8 +1,8 @@
 // Runs the algorithms of the CUDA kernels on the host, for tests/test_cuda_paths_host.py:
-// - "block": the phases of csrc/kernels/dominance_block.h, one row at a time, by SerialExec;
+// - "block": the phases of csrc/cuda/dominance_block.h, one row at a time, by SerialExec;
 // - "threads": the same phases by CooperativeExec on 8 host threads meeting at a std::barrier,
 //   as the threads of a CUDA block meet at __syncthreads (a missing barrier is a data race);
-// - "long": the steps of csrc/kernels/dominance_long.h in the order dominance_cuda.cu launches
+// - "long": the steps of csrc/cuda/dominance_long.h in the order dominance_cuda.cu launches
 //   them, with a stable sort and a running sum in place of CUB's segmented radix sort and scan;
 // - "unsort": the long path with the gradients written in sorted order and then put back in
 //   input order (step 7), as the device does for rows of millions.
@@ -23,8 +23,8 @@
 #include <thread>
 #include <vector>
 
-#include "kernels/dominance_block.h"
-#include "kernels/dominance_long.h"
+#include "cuda/dominance_block.h"
+#include "cuda/dominance_long.h"
 
 namespace k = aot_loss::kernels;
 
@@ -191,7 +191,7 @@ int main() {
   int64_t rows, n, m;
   std::cin >> dtype >> path >> cost >> beta >> ls >> descending >> rows >> n >> m >> weighted >> need_grad;
   if (!std::cin || rows < 1 || n < 1 || m < 1 || (path != "block" && path != "threads" && path != "long" && path != "unsort")) return 2;
-  const k::CostParams params{k::parse_cost(cost), beta, ls};
+  const k::CostParams params{k::cost_id(cost), beta, ls};
   return dtype == "f32" ? run<float>(path, params, descending, rows, n, m, weighted, need_grad)
                         : run<double>(path, params, descending, rows, n, m, weighted, need_grad);
 }

@@ -1,4 +1,4 @@
-// Accuracy of csrc/kernels/exp_log.h's functions, for tests/test_exp_log_host.py: the float
+// Accuracy of csrc/common/exp_log.h's functions, for tests/test_exp_log_host.py: the float
 // versions against double-precision libm, walking the float bit patterns of each function's
 // range with a stride (every float when the stride is 1); the double versions against libm in
 // long double (x86's 64-bit mantissa), at 2e7 bit patterns spread evenly over the range.
@@ -11,7 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "kernels/exp_log.h"
+#include "common/exp_log.h"
 
 namespace k = aot_loss::kernels;
 

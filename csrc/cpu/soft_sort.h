@@ -14,9 +14,9 @@
 #include <cmath>
 #include <cstdint>
 
-#include "chunks.h"
-#include "scratch.h"
-#include "sort.h"
+#include "cpu/chunks.h"
+#include "common/scratch.h"
+#include "common/sort.h"
 
 namespace aot_loss::kernels {
 

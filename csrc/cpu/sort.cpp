@@ -1,6 +1,6 @@
 // The rank sort of sort.h, out of line so that it is compiled per x86-64 level (cpu_clones.h).
-#include "cpu_clones.h"
-#include "sort.h"
+#include "cpu/cpu_clones.h"
+#include "common/sort.h"
 
 namespace aot_loss::kernels {
 namespace {

@@ -10,12 +10,11 @@
 #include <string>
 #include <tuple>
 
-#include "dominance_binding.h"
-#include "kernels/dominance.h"
+#include "bindings/dominance_binding.h"
+#include "cpu/dominance.h"
 
 namespace {
 
-using torch::headeronly::ScalarType;
 using torch::stable::Tensor;
 namespace k = aot_loss::kernels;
 namespace b = aot_loss::binding;
@@ -28,15 +27,11 @@ std::tuple<Tensor, Tensor, Tensor> dominance_cpu(Tensor u, Tensor v, std::option
                                                     "be a CPU tensor", [](const Tensor& t) { return t.is_cpu(); });
   auto [cost, grad_u, grad_v] = b::dominance_outputs(u, v, need_grad, aoti_torch_device_type_cpu(), 0);
   const k::CostParams params{cost_kind, beta, label_smoothing};
-  if (u.scalar_type() == ScalarType::Float) {
-    k::dominance_forward<float>(
-        b::dominance_args<float>(u, v, u_weights, v_weights, params, cost, need_grad, grad_u, grad_v),
-        b::StableParallelFor{});
-  } else {
-    k::dominance_forward<double>(
-        b::dominance_args<double>(u, v, u_weights, v_weights, params, cost, need_grad, grad_u, grad_v),
-        b::StableParallelFor{});
-  }
+  b::with_kernel_float(u, [&](auto zero) {
+    using T = decltype(zero);
+    k::dominance_forward<T>(b::dominance_args<T>(u, v, u_weights, v_weights, params, cost, need_grad, grad_u, grad_v),
+                            b::StableParallelFor{});
+  });
   return {cost, grad_u, grad_v};
 }
 

@@ -15,8 +15,9 @@
 #include <tuple>
 #include <vector>
 
-#include "binding_utils.h"
-#include "kernels/soft_sort.h"
+#include "bindings/binding_utils.h"
+#include "common/limits.h"
+#include "cpu/soft_sort.h"
 
 namespace {
 
@@ -26,13 +27,11 @@ namespace k = aot_loss::kernels;
 using aot_loss::binding::as_contiguous;
 using aot_loss::binding::dtype_code;
 using aot_loss::binding::empty_cpu;
+using aot_loss::binding::is_kernel_float;
+using aot_loss::binding::with_kernel_float;
 using aot_loss::binding::shape_of;
 using aot_loss::binding::StableParallelFor;
 using aot_loss::binding::take_string;
-
-bool is_float(const Tensor& t) {
-  return t.scalar_type() == ScalarType::Float || t.scalar_type() == ScalarType::Double;
-}
 
 int64_t last_size(const Tensor& t) { return t.dim() == 0 ? 1 : t.size(t.dim() - 1); }
 
@@ -53,10 +52,10 @@ void check_regularization(const std::string& regularization, const char* op) {
 
 std::tuple<Tensor, Tensor> soft_sort_cpu(Tensor x, double strength, StringHandle regularization_handle) {
   const std::string regularization = take_string(regularization_handle);
-  STD_TORCH_CHECK(x.is_cpu() && is_float(x), "aot_loss::soft_sort: the CPU kernel serves float32 and float64 CPU tensors");
+  STD_TORCH_CHECK(x.is_cpu() && is_kernel_float(x), "aot_loss::soft_sort: the CPU kernel serves float32 and float64 CPU tensors");
   check_regularization(regularization, "aot_loss::soft_sort");
   STD_TORCH_CHECK(strength > 0 && std::isfinite(strength), "aot_loss::soft_sort: strength must be finite and > 0");
-  STD_TORCH_CHECK(last_size(x) < std::numeric_limits<uint32_t>::max(),
+  STD_TORCH_CHECK(last_size(x) < aot_loss::kernels::kMaxRow,
                   "aot_loss::soft_sort: rows longer than 2^32 - 1 elements");
   x = as_contiguous(x);
   const auto shape = shape_of(x);
@@ -64,11 +63,7 @@ std::tuple<Tensor, Tensor> soft_sort_cpu(Tensor x, double strength, StringHandle
   Tensor state = empty_cpu(shape, aoti_torch_dtype_int64());
   if (x.numel() > 0) {
     const bool kl = regularization == "kl";
-    if (x.scalar_type() == ScalarType::Float) {
-      forward<float>(x, 1.0 / strength, kl, values, state);
-    } else {
-      forward<double>(x, 1.0 / strength, kl, values, state);
-    }
+    with_kernel_float(x, [&](auto zero) { forward<decltype(zero)>(x, 1.0 / strength, kl, values, state); });
   }
   return {values, state};
 }
@@ -103,7 +98,7 @@ void backward(const Tensor& grad, const Tensor& x, const Tensor& state, bool kl,
 
 Tensor soft_sort_backward_cpu(Tensor grad, Tensor x, Tensor state, StringHandle regularization_handle) {
   const std::string regularization = take_string(regularization_handle);
-  STD_TORCH_CHECK(grad.is_cpu() && is_float(grad) && x.scalar_type() == grad.scalar_type(),
+  STD_TORCH_CHECK(grad.is_cpu() && is_kernel_float(grad) && x.scalar_type() == grad.scalar_type(),
                   "aot_loss::soft_sort_backward: the CPU kernel serves float32 and float64 CPU tensors");
   STD_TORCH_CHECK(state.scalar_type() == ScalarType::Long, "aot_loss::soft_sort_backward: state must be int64");
   check_regularization(regularization, "aot_loss::soft_sort_backward");
@@ -119,11 +114,7 @@ Tensor soft_sort_backward_cpu(Tensor grad, Tensor x, Tensor state, StringHandle 
     const int64_t bad = invalid_state(static_cast<const int64_t*>(state.const_data_ptr()), grad.numel() / n, n);
     STD_TORCH_CHECK(bad < 0, "aot_loss::soft_sort_backward: state is not the state of soft_sort's forward (element ",
                     bad, " of its flattened rows); pass the state that aot_loss::soft_sort returned");
-    if (grad.scalar_type() == ScalarType::Float) {
-      backward<float>(grad, x, state, regularization == "kl", grad_x);
-    } else {
-      backward<double>(grad, x, state, regularization == "kl", grad_x);
-    }
+    with_kernel_float(grad, [&](auto zero) { backward<decltype(zero)>(grad, x, state, regularization == "kl", grad_x); });
   }
   return grad_x;
 }

@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "costs.h"
+#include "common/costs.h"
 
 namespace aot_loss::kernels {
 

@@ -19,11 +19,11 @@
 
 #include <cstdint>
 
-#include "cells.h"
-#include "dominance_block.h"
-#include "dominance_cuda.h"
-#include "dominance_long.h"
-#include "sort.h"
+#include "common/cells.h"
+#include "cuda/dominance_block.h"
+#include "cuda/dominance_cuda.h"
+#include "cuda/dominance_long.h"
+#include "common/sort.h"
 
 namespace aot_loss::cuda {
 namespace {
@@ -372,15 +372,13 @@ cudaError_t launch_long(const k::DominanceArgs<T>& a, Carver& c, cudaStream_t st
   return cudaGetLastError();
 }
 
-// The tiled kernels put rows on the grid's y dimension.
-constexpr int64_t kMaxLongRows = 65535;
-
 template <typename T>
 int launch(const k::DominanceArgs<T>& a, void* workspace, size_t workspace_bytes_given, void* stream) {
+  if (!k::known_cost(a.params.cost)) return cudaErrorInvalidValue;
   if (a.rows == 0) return cudaSuccess;
   const bool weighted = a.wu != nullptr || a.wv != nullptr;
   if (workspace_bytes_given < workspace_bytes<T>(a.rows, a.n, a.m, weighted)) return cudaErrorInvalidValue;
-  if (!uses_blocks(a.n, a.m) && a.rows > kMaxLongRows) return cudaErrorInvalidConfiguration;
+  if (!uses_blocks(a.n, a.m) && a.rows > k::kMaxLongRows) return cudaErrorInvalidConfiguration;
   Carver c{static_cast<char*>(workspace)};
   auto s = static_cast<cudaStream_t>(stream);
   return uses_blocks(a.n, a.m) ? launch_blocks(a, c, s) : launch_long(a, c, s);

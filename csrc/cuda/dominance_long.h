@@ -14,11 +14,11 @@
 
 #include <cstdint>
 
-#include "cells.h"
-#include "costs.h"
-#include "device.h"
-#include "dominance.h"
-#include "sort.h"
+#include "common/cells.h"
+#include "common/costs.h"
+#include "common/device.h"
+#include "common/dominance_args.h"
+#include "common/sort.h"
 
 namespace aot_loss::kernels {
 

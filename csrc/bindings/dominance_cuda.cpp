@@ -14,8 +14,8 @@
 #include <string>
 #include <tuple>
 
-#include "dominance_binding.h"
-#include "kernels/dominance_cuda.h"
+#include "bindings/dominance_binding.h"
+#include "cuda/dominance_cuda.h"
 
 // Declared by shim.h only under USE_CUDA; exported by every CUDA build of torch.
 extern "C" AOTITorchError aoti_torch_get_current_cuda_stream(int32_t device_index, void** ret_stream);
@@ -48,13 +48,12 @@ std::tuple<Tensor, Tensor, Tensor> dominance_cuda(Tensor u, Tensor v, std::optio
                   "aot_loss::dominance: no current CUDA stream");
   const k::CostParams params{cost_kind, beta, label_smoothing};
   void* scratch = bytes > 0 ? workspace.mutable_data_ptr() : nullptr;
-  const int error =
-      is_double ? aot_loss::cuda::dominance_launch(
-                      b::dominance_args<double>(u, v, u_weights, v_weights, params, cost, need_grad, grad_u, grad_v),
-                      scratch, bytes, stream)
-                : aot_loss::cuda::dominance_launch(
-                      b::dominance_args<float>(u, v, u_weights, v_weights, params, cost, need_grad, grad_u, grad_v),
-                      scratch, bytes, stream);
+  const int error = b::with_kernel_float(u, [&](auto zero) {
+    using T = decltype(zero);
+    return aot_loss::cuda::dominance_launch(
+        b::dominance_args<T>(u, v, u_weights, v_weights, params, cost, need_grad, grad_u, grad_v), scratch, bytes,
+        stream);
+  });
   STD_TORCH_CHECK(error == 0, "aot_loss::dominance: CUDA launch failed: ", aot_loss::cuda::error_string(error));
   return {cost, grad_u, grad_v};
 }

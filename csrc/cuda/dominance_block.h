@@ -19,15 +19,15 @@
 
 #include <cstdint>
 
-#include "cells.h"
-#include "costs.h"
-#include "device.h"
-#include "dominance.h"
-#include "sort.h"
+#include "common/cells.h"
+#include "common/costs.h"
+#include "common/device.h"
+#include "common/limits.h"
+#include "common/dominance_args.h"
+#include "common/sort.h"
 
 namespace aot_loss::kernels {
 
-constexpr int64_t kBlockMaxRow = 4096;  // per sample; the block sorts up to 8192 items
 constexpr uint32_t kSideBit = 0x80000000u;
 constexpr uint32_t kIndexMask = 0x7FFFFFFFu;
 

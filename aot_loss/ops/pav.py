@@ -37,7 +37,8 @@ import math
 import torch
 from torch import Tensor
 
-from ._sort import stable_sort
+from .._dtypes import accumulation_dtype
+from .._sort import stable_sort
 
 REGULARIZATIONS = ("l2", "kl")
 
@@ -55,7 +56,7 @@ def soft_sort_torch(x: Tensor, strength: float, regularization: str) -> tuple[Te
     z, perm = stable_sort(x.detach())
     if x.numel() == 0:
         return z, perm
-    values, starts = _pool(z.reshape(-1, n).to(_work_dtype(x)), 1.0 / strength, regularization)
+    values, starts = _pool(z.reshape(-1, n).to(accumulation_dtype(x)), 1.0 / strength, regularization)
     return values.to(x.dtype).reshape(x.shape), (starts.reshape(x.shape) << 32) | perm
 
 
@@ -69,7 +70,7 @@ def soft_sort_backward_torch(grad: Tensor, x: Tensor, state: Tensor, regularizat
     perm = state & 0xFFFFFFFF
     rows = torch.arange(0, state.numel(), n, device=state.device).reshape(*state.shape[:-1], 1)
     block = ((state >> 32) + rows).reshape(-1)  # flat block ids, unique across rows
-    work = _work_dtype(x)
+    work = accumulation_dtype(x)
     sums = torch.zeros(grad.numel(), dtype=work, device=grad.device)
     sums.index_add_(0, block, grad.reshape(-1).to(work))
     if regularization == "l2":
@@ -81,11 +82,6 @@ def soft_sort_backward_torch(grad: Tensor, x: Tensor, state: Tensor, regularizat
         sorted_grad = sums[block] * torch.exp(logits - lse[block])
     sorted_grad = sorted_grad.to(grad.dtype).reshape(grad.shape)
     return torch.zeros_like(sorted_grad).scatter_(-1, perm, sorted_grad)
-
-
-def _work_dtype(x: Tensor) -> torch.dtype:
-    """float64 for the pooling decisions and sums, except on MPS, which has no float64."""
-    return torch.float32 if x.device.type == "mps" else torch.float64
 
 
 def _log_span(length: Tensor, delta: float) -> Tensor:

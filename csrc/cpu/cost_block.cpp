@@ -1,9 +1,9 @@
 // Definitions of cost_block.h, compiled per x86-64 level (cpu_clones.h). The build passes
 // -fno-trapping-math, which lets the compiler evaluate both sides of a select; without it the
 // baseline and AVX2 loops stay scalar.
-#include "cost_block.h"
+#include "cpu/cost_block.h"
 
-#include "cpu_clones.h"
+#include "cpu/cpu_clones.h"
 
 namespace aot_loss::kernels {
 namespace {

@@ -16,7 +16,7 @@
 #include <limits>
 #include <type_traits>
 
-#include "device.h"
+#include "common/device.h"
 
 namespace aot_loss::kernels {
 

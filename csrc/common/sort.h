@@ -11,8 +11,8 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "device.h"
-#include "scratch.h"
+#include "common/device.h"
+#include "common/scratch.h"
 
 namespace aot_loss::kernels {
 

@@ -10,30 +10,19 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <stdexcept>
 #include <utility>
 #include <vector>
 
-#include "cells.h"
-#include "chunks.h"
-#include "cost_block.h"
-#include "costs.h"
-#include "scratch.h"
-#include "sort.h"
+#include "common/cells.h"
+#include "cpu/chunks.h"
+#include "cpu/cost_block.h"
+#include "common/costs.h"
+#include "common/dominance_args.h"
+#include "common/scratch.h"
+#include "common/sort.h"
 
 namespace aot_loss::kernels {
-
-template <typename T>
-struct DominanceArgs {
-  const T* u;   // (rows, n), contiguous
-  const T* v;   // (rows, m)
-  const T* wu;  // (rows, n) non-negative masses with a positive row sum, or nullptr
-  const T* wv;  // (rows, m) or nullptr
-  int64_t rows, n, m;
-  CostParams params;
-  T* cost;    // (rows,) out: OT cost of each row
-  T* grad_u;  // (rows, n) out: d cost_row / d u, or nullptr when no gradient is needed
-  T* grad_v;  // (rows, m) out, nullptr together with grad_u
-};
 
 // Rows sorted by the caller: values ascending and the permutation that produced them.
 template <typename T>
@@ -233,6 +222,7 @@ double coupled_row(SortedRow<T> u, SortedRow<T> v, const T* wu, const T* wv, con
 
 template <typename T, typename ParallelFor>
 void dominance_forward(const DominanceArgs<T>& a, const ParallelFor& parallel_for) {
+  if (!known_cost(a.params.cost)) throw std::invalid_argument("aot_loss::dominance: unknown cost id");
   const int64_t rows = a.rows, n = a.n, m = a.m;
   Scratch<T> sorted(rows * (n + m));
   Scratch<uint32_t> perm(rows * (n + m));

@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "dominance.h"
+#include "common/dominance_args.h"
 
 namespace aot_loss::cuda {
 

@@ -1,31 +1,21 @@
 // The built-in convex costs h(d) and their slopes h'(d), d = Q_U(t) - Q_V(t), on host and device.
 // Mirrors aot_loss/_costs.py (the spec); the slope at a kink and at NaN
 // follows torch's relu backward (relu'(0) = 0, relu'(NaN) = 1).
+//
+// Adding a cost: its functor below (fields beta and ls, h(d) returned, h'(d) written to
+// *slope) and one line in AOT_LOSS_COSTS. The ids, the name lookup, the dispatch and the
+// table the library exports (bindings/facts.cpp) derive from that list; tests/test_costs.py
+// checks that it names the costs of aot_loss/_costs.py.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <string_view>
 
-#include "device.h"
-#include "exp_log.h"
+#include "common/device.h"
+#include "common/exp_log.h"
 
 namespace aot_loss::kernels {
-
-enum class Cost : int { kLogistic, kSquaredHinge, kLeastSquares, kHinge, kUnknown };
-
-inline Cost parse_cost(std::string_view name) {
-  if (name == "logistic") return Cost::kLogistic;
-  if (name == "squared_hinge") return Cost::kSquaredHinge;
-  if (name == "least_squares") return Cost::kLeastSquares;
-  if (name == "hinge") return Cost::kHinge;
-  return Cost::kUnknown;
-}
-
-struct CostParams {
-  Cost cost;
-  double beta;
-  double label_smoothing;
-};
 
 // softplus(x) = log(1 + exp(x)) without overflow, and its derivative sigmoid(x), from one
 // shared e = exp(-|x|): the exponential is the costly part of the logistic cost.
@@ -66,7 +56,7 @@ struct Logistic {  // (1 - ls) softplus(-beta d) + ls softplus(beta d)
 
 template <typename T>
 struct SquaredHinge {  // relu(beta - d)^2
-  T beta;
+  T beta, ls;
   AOT_HD T operator()(T d, T* slope) const {
     const T r = relu(beta - d);
     *slope = T(-2) * r;
@@ -76,7 +66,7 @@ struct SquaredHinge {  // relu(beta - d)^2
 
 template <typename T>
 struct LeastSquares {  // (beta - d)^2
-  T beta;
+  T beta, ls;
   AOT_HD T operator()(T d, T* slope) const {
     const T gap = beta - d;
     *slope = T(-2) * gap;
@@ -86,7 +76,7 @@ struct LeastSquares {  // (beta - d)^2
 
 template <typename T>
 struct Hinge {  // relu(beta - d)
-  T beta;
+  T beta, ls;
   AOT_HD T operator()(T d, T* slope) const {
     const T r = relu(beta - d);
     *slope = r <= T(0) ? T(0) : T(-1);  // as relu's backward: 0 at the kink, -1 at NaN
@@ -94,21 +84,63 @@ struct Hinge {  // relu(beta - d)
   }
 };
 
-// The one place that maps a Cost to its function: returns f(cost). Loops over many elements
+// An id the table does not hold: NaN costs and slopes. Unreachable through the bindings,
+// which reject an unknown name (cost_id) before any kernel runs.
+template <typename T>
+struct UnknownCost {
+  T beta, ls;
+  AOT_HD T operator()(T, T* slope) const {
+    *slope = T(NAN);
+    return T(NAN);
+  }
+};
+
+// The built-in costs: (the name Python passes, the functor). Their order gives the ids.
+#define AOT_LOSS_COSTS(X)            \
+  X("logistic", Logistic)             \
+  X("squared_hinge", SquaredHinge)    \
+  X("least_squares", LeastSquares)    \
+  X("hinge", Hinge)
+
+enum class Cost : int {
+#define AOT_LOSS_COST_ID(name, Functor) k##Functor,
+  AOT_LOSS_COSTS(AOT_LOSS_COST_ID)
+#undef AOT_LOSS_COST_ID
+  kUnknown
+};
+
+inline bool known_cost(Cost cost) {
+  return static_cast<int>(cost) >= 0 && static_cast<int>(cost) < static_cast<int>(Cost::kUnknown);
+}
+
+struct CostParams {
+  Cost cost;
+  double beta;
+  double label_smoothing;
+};
+
+// The id of a cost name, kUnknown for a name the table does not hold.
+inline Cost cost_id(std::string_view name) {
+#define AOT_LOSS_COST_NAME(cost_name, Functor) \
+  if (name == cost_name) return Cost::k##Functor;
+  AOT_LOSS_COSTS(AOT_LOSS_COST_NAME)
+#undef AOT_LOSS_COST_NAME
+  return Cost::kUnknown;
+}
+
+// The one place that maps a Cost to its functor: returns f(cost). Loops over many elements
 // dispatch once and call the cost inline, so that the loop can vectorise.
 template <typename T, typename F>
 AOT_HD inline auto with_cost(const CostParams& p, const F& f) {
-  const T beta = static_cast<T>(p.beta);
+  const T beta = static_cast<T>(p.beta), ls = static_cast<T>(p.label_smoothing);
   switch (p.cost) {
-    case Cost::kLogistic:
-      return f(Logistic<T>{beta, static_cast<T>(p.label_smoothing)});
-    case Cost::kSquaredHinge:
-      return f(SquaredHinge<T>{beta});
-    case Cost::kLeastSquares:
-      return f(LeastSquares<T>{beta});
-    case Cost::kHinge:
+#define AOT_LOSS_COST_CASE(name, Functor) \
+  case Cost::k##Functor:                  \
+    return f(Functor<T>{beta, ls});
+    AOT_LOSS_COSTS(AOT_LOSS_COST_CASE)
+#undef AOT_LOSS_COST_CASE
     default:
-      return f(Hinge<T>{beta});
+      return f(UnknownCost<T>{beta, ls});
   }
 }
 

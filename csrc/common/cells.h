@@ -15,8 +15,8 @@
 
 #include <cstdint>
 
-#include "costs.h"
-#include "device.h"
+#include "common/costs.h"
+#include "common/device.h"
 
 namespace aot_loss::kernels {
 

@@ -6,6 +6,7 @@
 #include <torch/csrc/stable/ops.h>
 #include <torch/csrc/stable/tensor.h>
 
+#include <torch/headeronly/core/ScalarType.h>
 #include <torch/headeronly/util/Exception.h>
 
 #include <cstdint>
@@ -75,6 +76,20 @@ inline torch::stable::Tensor empty_on(const std::vector<int64_t>& shape, int32_t
 
 inline torch::stable::Tensor empty_cpu(const std::vector<int64_t>& shape, int32_t dtype) {
   return empty_on(shape, dtype, aoti_torch_device_type_cpu(), 0);
+}
+
+// The floating types the kernels are instantiated for (the names are exported by facts.cpp),
+// and the one switch from a tensor's dtype to one of them: returns f(T{}) with T float or
+// double. The caller has checked is_kernel_float.
+inline bool is_kernel_float(const torch::stable::Tensor& t) {
+  using torch::headeronly::ScalarType;
+  return t.scalar_type() == ScalarType::Float || t.scalar_type() == ScalarType::Double;
+}
+constexpr const char* kKernelFloatNames = "\"float32\", \"float64\"";
+
+template <typename F>
+auto with_kernel_float(const torch::stable::Tensor& t, const F& f) {
+  return t.scalar_type() == torch::headeronly::ScalarType::Float ? f(float{}) : f(double{});
 }
 
 // The AOTI dtype code of a tensor, for empty_cpu.

@@ -2,9 +2,9 @@
 
 - ``dominance(u, v, u_weights, v_weights, cost, beta, label_smoothing, need_grad)
   -> (cost, grad_u, grad_v)``: the fused OT cost of each row and, when ``need_grad``, its
-  gradients (``_dominance_op``).
+  gradients (``dominance``).
 - ``soft_sort(x, strength, regularization) -> (values, state)``: the soft sort of the last
-  dim and, packed in one int64 tensor, what its backward needs (``_soft_sort_op``, ``_pav``).
+  dim and, packed in one int64 tensor, what its backward needs (``soft_sort``, ``pav``).
 - ``soft_sort_backward(grad, x, state, regularization) -> grad_x``.
 
 Each op module registers a pure-torch default (CompositeExplicitAutograd) kernel, so every
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _native
+from . import native
 
 LIBRARY = torch.library.Library("aot_loss", "DEF")  # registrations live as long as this object
 LIBRARY.define(
@@ -27,4 +27,4 @@ LIBRARY.define("soft_sort(Tensor x, float strength, str regularization) -> (Tens
 LIBRARY.define("soft_sort_backward(Tensor grad, Tensor x, Tensor state, str regularization) -> Tensor")
 OPS = ("dominance", "soft_sort", "soft_sort_backward")
 
-_native.load()  # after the schemas: the library's kernels attach to them
+native.load(OPS)  # after the schemas: the library's kernels attach to them

@@ -15,8 +15,9 @@
 #include <tuple>
 #include <vector>
 
-#include "binding_utils.h"
-#include "kernels/dominance.h"
+#include "bindings/binding_utils.h"
+#include "common/dominance_args.h"
+#include "common/limits.h"
 
 namespace aot_loss::binding {
 
@@ -28,11 +29,9 @@ kernels::Cost check_dominance_args(torch::stable::Tensor& u, torch::stable::Tens
                                    std::optional<torch::stable::Tensor>& u_weights,
                                    std::optional<torch::stable::Tensor>& v_weights, const std::string& cost_name,
                                    const char* kernel, const char* where, const OnDevice& on_device) {
-  using torch::headeronly::ScalarType;
-  const kernels::Cost cost = kernels::parse_cost(cost_name);
+  const kernels::Cost cost = kernels::cost_id(cost_name);
   STD_TORCH_CHECK(cost != kernels::Cost::kUnknown, "aot_loss::dominance: unknown cost '", cost_name, "'");
-  STD_TORCH_CHECK(u.scalar_type() == ScalarType::Float || u.scalar_type() == ScalarType::Double,
-                  "aot_loss::dominance: the ", kernel, " kernel serves float32 and float64 only");
+  STD_TORCH_CHECK(is_kernel_float(u), "aot_loss::dominance: the ", kernel, " kernel serves float32 and float64 only");
   const auto check = [&](const torch::stable::Tensor& t, const char* name) {
     STD_TORCH_CHECK(on_device(t), "aot_loss::dominance: ", name, " must ", where);
     STD_TORCH_CHECK(t.scalar_type() == u.scalar_type(), "aot_loss::dominance: ", name,
@@ -50,7 +49,7 @@ kernels::Cost check_dominance_args(torch::stable::Tensor& u, torch::stable::Tens
                   shape_string(u_shape), " and v of shape ", shape_string(v_shape));
   const int64_t n = u_shape.back(), m = v_shape.back();
   STD_TORCH_CHECK(n >= 1 && m >= 1, "aot_loss::dominance: empty sample");
-  STD_TORCH_CHECK(std::max(n, m) < std::numeric_limits<uint32_t>::max(),
+  STD_TORCH_CHECK(std::max(n, m) < kernels::kMaxRow,
                   "aot_loss::dominance: rows longer than 2^32 - 1 elements");
   u = as_contiguous(u);
   v = as_contiguous(v);

@@ -1,4 +1,4 @@
-"""The ``aot_loss::dominance`` op (schema in ``_library``): default kernel, fake, autograd.
+"""The ``aot_loss::dominance`` op (schema in ``library``): default kernel, fake, autograd.
 
 ``aot_loss::dominance(u, v, u_weights, v_weights, cost, beta, label_smoothing, need_grad)``
 returns ``(cost, grad_u, grad_v)``: the OT cost of each row (shape ``u.shape[:-1]``) and,
@@ -18,13 +18,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._costs import COSTS, SLOPES
-from ._coupling import cell_diff, plan
-from ._library import LIBRARY
+from .._costs import COSTS
+from .._coupling import cell_diff, plan
+from .library import LIBRARY
 
 
 def check_args(u: Tensor, v: Tensor, u_weights: Tensor | None, v_weights: Tensor | None, cost: str) -> None:
-    """The op's argument checks, as the native kernels make them (csrc/dominance_binding.h),
+    """The op's argument checks, as the native kernels make them (csrc/bindings/dominance_binding.h),
     for the kernels written in Python: the op is public in ``torch.ops`` and replayed by
     compiled graphs, so a call need not come from the checked public functions. Without
     them the default kernel would broadcast rows of v against u, or read weights of
@@ -75,10 +75,10 @@ def _dominance_torch(
     p = plan(u, v, u_weights, v_weights)
     diff = cell_diff(p)
     mass = p.mass if p.mass is not None else torch.full_like(diff, 1.0 / diff.shape[-1])
-    row_cost = (COSTS[cost](diff, beta, label_smoothing) * mass).sum(-1)
+    row_cost = (COSTS[cost].value(diff, beta, label_smoothing) * mass).sum(-1)
     if not need_grad:
         return row_cost, u.new_empty(0), v.new_empty(0)
-    cell_slope = SLOPES[cost](diff, beta, label_smoothing) * mass
+    cell_slope = COSTS[cost].slope(diff, beta, label_smoothing) * mass
     return row_cost, _scatter_back(cell_slope, p.iu, p.u_perm), _scatter_back(-cell_slope, p.iv, p.v_perm)
 
 
@@ -128,10 +128,10 @@ def _dominance_backward(
     if not ctx.need_grad:  # type: ignore[attr-defined]
         raise RuntimeError("aot_loss::dominance was called with need_grad=False; no gradient was saved")
     grad_u, grad_v = ctx.saved_tensors  # type: ignore[attr-defined]
-    return *_scale_saved(grad_cost, grad_u, grad_v, needs[0], needs[1]), *(None,) * 6
+    return *scale_saved(grad_cost, grad_u, grad_v, needs[0], needs[1]), *(None,) * 6
 
 
-def _scale_saved(
+def scale_saved(
     grad_cost: Tensor, grad_u: Tensor, grad_v: Tensor, need_u: bool, need_v: bool
 ) -> tuple[Tensor | None, Tensor | None]:
     """The op's backward: the forward's per-row gradients times the incoming gradient."""
@@ -148,86 +148,3 @@ def _scale_saved(
 
 torch.library.register_autograd("aot_loss::dominance", _dominance_backward, setup_context=_setup_context)
 dominance = torch.ops.aot_loss.dominance.default  # the overload: skips the packet's lookup
-
-
-class _DominanceFunction(torch.autograd.Function):
-    """The op's autograd formula (the one registered above), applied without the generic
-    wrapper of ``register_autograd``, which costs ~40 us per call in torch 2.13 (it
-    re-reads the schema to fill defaults and redispatches in Python): at the batch sizes
-    of preference training that overhead would be most of the step. The reduction of the
-    row costs happens inside it too, so that it adds no autograd node: its derivative is
-    one factor, folded into the backward's multiply."""
-
-    @staticmethod
-    def forward(
-        ctx: torch.autograd.function.FunctionCtx,
-        u: Tensor,
-        v: Tensor,
-        u_weights: Tensor | None,
-        v_weights: Tensor | None,
-        cost: str,
-        beta: float,
-        label_smoothing: float,
-        reduction: str,
-    ) -> Tensor:
-        # Inside Function.forward the op needs no autograd kernel: skip its Python redispatch.
-        with torch._C._AutoDispatchBelowAutograd():
-            row_cost, grad_u, grad_v = dominance(
-                u, v, u_weights, v_weights, cost, beta, label_smoothing, True
-            )
-        ctx.save_for_backward(grad_u, grad_v)
-        out, factor = reduce_row_costs(row_cost, reduction, _cells(u, v, u_weights, v_weights))
-        ctx.factor = factor  # type: ignore[attr-defined]
-        return out
-
-    @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        grad_u, grad_v = ctx.saved_tensors  # type: ignore[attr-defined]
-        needs = ctx.needs_input_grad  # type: ignore[attr-defined]
-        factor = ctx.factor  # type: ignore[attr-defined]
-        grad_cost = grad_out if factor == 1.0 else grad_out * factor
-        return *_scale_saved(grad_cost, grad_u, grad_v, needs[0], needs[1]), *(None,) * 6
-
-
-def _cells(u: Tensor, v: Tensor, u_weights: Tensor | None, v_weights: Tensor | None) -> int:
-    """The number K of cells of a row's coupling: n pairs, or the n + m cells of the merged grid."""
-    n, m = u.shape[-1], v.shape[-1]
-    return n if n == m and u_weights is None and v_weights is None else n + m
-
-
-def reduce_row_costs(row_cost: Tensor, reduction: str, cells: int) -> tuple[Tensor, float]:
-    """Per-row costs reduced as the public losses reduce them, and the derivative of the
-    result with respect to each row's cost (the same for every row).
-
-    Rows (``row_cost`` of shape (G,)): returned as they are for 'none', else averaged or
-    summed. One row (0-d): 'mean' is its cost; 'sum' is the sum of the 'none' cells
-    K * mass_k * h_k of the torch path, i.e. K times the cost.
-    """
-    if row_cost.dim() == 0:
-        return (row_cost * cells, float(cells)) if reduction == "sum" else (row_cost, 1.0)
-    if reduction == "mean":
-        return row_cost.mean(), 1.0 / max(row_cost.shape[0], 1)
-    return (row_cost.sum() if reduction == "sum" else row_cost), 1.0
-
-
-def reduced_costs(
-    u: Tensor,
-    v: Tensor,
-    u_weights: Tensor | None,
-    v_weights: Tensor | None,
-    cost: str,
-    beta: float,
-    label_smoothing: float,
-    reduction: str,
-) -> Tensor:
-    """The op's OT costs reduced as ``reduction`` (see :func:`reduce_row_costs`),
-    differentiable in ``u`` and ``v`` (not the weights).
-
-    Eager calls use the lean Function; compiled graphs call the op, whose registered
-    autograd formula is the same and costs nothing per call once traced.
-    """
-    need_grad = torch.is_grad_enabled() and (u.requires_grad or v.requires_grad)
-    if need_grad and not torch.compiler.is_compiling():
-        return _DominanceFunction.apply(u, v, u_weights, v_weights, cost, beta, label_smoothing, reduction)
-    row_cost = dominance(u, v, u_weights, v_weights, cost, beta, label_smoothing, need_grad)[0]
-    return reduce_row_costs(row_cost, reduction, _cells(u, v, u_weights, v_weights))[0]
