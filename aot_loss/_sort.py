@@ -4,17 +4,17 @@ Ties keep their input order (stable), so gradients reach the same elements on ev
 and NaNs go last, as in ``torch.sort``.
 
 On CPU, ``torch.sort`` of a 1-D integer tensor with at least ``at::internal::GRAIN_SIZE``
-(32768) elements takes fbgemm's parallel radix sort, which is stable and 5-8x faster than the
-comparison sort used for floats (n = 1e5: 0.96 ms against 7.3 ms on the 2-core dev machine).
-Large CPU inputs are therefore sorted through order-preserving integer keys: the IEEE bit
-pattern with the magnitude bits flipped for negative numbers orders exactly like the floats.
+(32768) elements takes fbgemm's parallel radix sort, which is stable and several times faster
+than the comparison sort used for floats. Large CPU inputs are therefore sorted through
+order-preserving integer keys: the IEEE bit pattern with the magnitude bits flipped for
+negative numbers orders exactly like the floats.
 
 float32 does better still: its 32-bit key and the 32-bit position pack into one int64
 (key high, position low), which orders by value and then by position, so any sort of these
-distinct integers is the stable sort. NumPy's vectorised int64 sort (AVX-512 or AVX2) sorts
-them 2-7x faster than either torch sort from 1024 values on (n = 4096: 27 us against
-190 us; rows of 64 values: 7x).
-Under ``torch.compile`` the torch sorts are used, so that the graph holds no NumPy call.
+distinct integers is the stable sort, and NumPy's vectorised int64 sort (AVX-512 or AVX2)
+beats either torch sort from about a thousand values on (figures in docs/performance.md,
+"Why it is faster"). Under ``torch.compile`` the torch sorts are used, so that the graph
+holds no NumPy call.
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ def sort_values(x: Tensor) -> Tensor:
 
     For diagnostics, where ties need no stable order (equal values are interchangeable).
     On CPU NumPy's sort does the work: it is vectorised (AVX-512 or AVX2 where the CPU
-    has them) and sorts 1e7 float32 values in 50 ms where ``torch.sort`` takes 1 s on the
-    2-core dev machine. NaNs go last in both.
+    has them) and an order of magnitude faster than ``torch.sort`` on long rows. NaNs go
+    last in both.
     """
     x = x.detach()
     if x.device.type == "cpu" and x.dtype in _KEY:

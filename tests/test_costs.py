@@ -9,6 +9,7 @@ import pytest
 import torch
 from optional import needs_native
 from oracles import NUMPY_COSTS
+from tolerances import approx, tol
 
 import aot_loss
 from aot_loss import _costs
@@ -32,10 +33,10 @@ def test_each_cost_and_slope_against_numpy(name):
     d = torch.linspace(-3, 3, 61, dtype=torch.float64)
     for beta, ls in ((0.5, 0.0), (2.0, 0.2 if cost.smoothing else 0.0)):
         want = NUMPY_COSTS[name](d.numpy(), beta, ls)
-        np.testing.assert_allclose(cost.value(d, beta, ls).numpy(), want, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(cost.value(d, beta, ls).numpy(), want, **tol("float64_elementwise"))
         x = d.clone().requires_grad_()
         (grad,) = torch.autograd.grad(cost.value(x, beta, ls).sum(), x)
-        torch.testing.assert_close(cost.slope(d, beta, ls), grad, rtol=1e-12, atol=1e-15)
+        torch.testing.assert_close(cost.slope(d, beta, ls), grad, **tol("float64_elementwise"))
 
 
 @pytest.mark.parametrize("name", list(_costs.COSTS))
@@ -48,7 +49,7 @@ def test_each_cost_on_every_backend(name):
     d = np.array([-1.0 - 0.5, 0.3 - 0.5, 0.3 - 1.0, 2.0 - 1.0])
     want = float(np.dot([1 / 3, 1 / 6, 1 / 6, 1 / 3], NUMPY_COSTS[name](d, 0.7, 0.0)))
     for value in values:
-        assert value.item() == pytest.approx(want, rel=1e-12)
+        assert value.item() == pytest.approx(want, **approx("float64"))
 
 
 def test_a_cost_the_native_library_does_not_know_goes_to_torch(monkeypatch):

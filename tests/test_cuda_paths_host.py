@@ -21,6 +21,7 @@ import pytest
 import torch
 from host_programs import COMPILER, build
 from oracles import BUILTIN_COSTS, numpy_cost, quantile_integral
+from tolerances import approx, tol
 
 import aot_loss
 
@@ -94,12 +95,12 @@ def test_cuda_path_equals_the_torch_path(cuda_path, path, loss, n, m, weighted):
     for descending in (False, True):
         got = cuda_path(path, u, v, wu, wv, loss=loss, beta=0.6, ls=ls, descending=descending)
         for a, b in zip(got, expected, strict=True):
-            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+            torch.testing.assert_close(a, b, **tol("float64_sums"))
     h = numpy_cost(loss, 0.6, ls)
     oracle = quantile_integral(
         u.numpy(), v.numpy(), h, None if wu is None else wu.numpy(), None if wv is None else wv.numpy()
     )
-    assert got[0].item() == pytest.approx(oracle, rel=1e-9, abs=1e-12)
+    assert got[0].item() == pytest.approx(oracle, **approx("float64_chunked"))
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -116,7 +117,7 @@ def test_cuda_path_rows(cuda_path, path, rows, n, m, weighted):
     for descending in (False, True):
         got = cuda_path(path, u, v, wu, wv, loss="squared_hinge", beta=0.4, descending=descending)
         for a, b in zip(got, expected, strict=True):
-            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+            torch.testing.assert_close(a, b, **tol("float64_sums"))
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -130,7 +131,7 @@ def test_cuda_path_ties_send_gradients_to_the_same_elements(cuda_path, path, n, 
         got = cuda_path(path, u, v, loss=loss, beta=0.3)
         expected = _torch_path(u, v, loss=loss, beta=0.3)
         for a, b in zip(got, expected, strict=True):
-            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
+            torch.testing.assert_close(a, b, **tol("float64_elementwise"))
             assert torch.equal(a != 0, b != 0)
 
 
@@ -159,7 +160,7 @@ def test_cuda_path_float32(cuda_path, path, n, m, weighted):
     expected = _torch_path(u, v, wu, wv, loss="logistic", beta=0.7)
     for a, b in zip(got, expected, strict=True):
         assert a.dtype == torch.float32
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(a, b, **tol("float32_long_sums"))
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -167,7 +168,7 @@ def test_cuda_path_without_gradients(cuda_path, path):
     u, v = torch.randn(50, dtype=torch.float64), torch.randn(20, dtype=torch.float64)
     cost, grad_u, grad_v = cuda_path(path, u, v, grad=False)
     assert grad_u is None and grad_v is None
-    torch.testing.assert_close(cost, _torch_path(u, v)[0], rtol=1e-12, atol=0.0)
+    torch.testing.assert_close(cost, _torch_path(u, v)[0], **tol("float64_relative"))
 
 
 def test_block_phases_have_no_data_race(tmp_path):

@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 from optional import import_or_skip
+from tolerances import approx, tol
 
 trl = import_or_skip("trl")
 datasets = import_or_skip("datasets")
@@ -59,8 +60,8 @@ def test_loss_equals_trls_own_formula(loss_type, tmp_path):
     with torch.no_grad():
         got = ours.compute_loss(ours.model, batch)
         want = theirs.compute_loss(theirs.model, batch)
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
-    assert got.item() != pytest.approx(0.6931, abs=1e-3)  # the rewards are not all zero
+    torch.testing.assert_close(got, want, **tol("float32_paths"))
+    assert got.item() != pytest.approx(0.6931, **approx("coarse"))  # the rewards are not all zero
     logged = ours._metrics["eval"]  # the model is in eval mode outside train()
     assert logged["rewards/accuracies"] and logged["aot/dominance_violation"]
 
@@ -77,7 +78,7 @@ def test_aot_options_reach_the_loss(options, smoothing, tmp_path):
         pc, pr = sequence_logps(trainer.model, *tensors).chunk(2)
         rc, rr = sequence_logps(trainer.ref_model, *tensors).chunk(2)
     want = aot_loss.paired(pc, pr, rc, rr, beta=0.5, label_smoothing=smoothing, **options)
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got, want, **tol("float32_paths"))
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from oracles import BUILTIN_COSTS, numpy_cost, quantile_integral
 from strategies import samples, weights_for
+from tolerances import approx
 
 import aot_loss
 from aot_loss.metrics import fsd_violation, fsd_violation_ratio, ot_violation, quantile_curves
@@ -46,9 +47,9 @@ def test_violation_and_ratio_match_quantile_integral(data, weighted):
     u, v, uw, vw = draw_case(data, weighted)
     kw = weight_kwargs(uw, vw)
     got = fsd_violation(_t(u), _t(v), **kw).item()
-    assert got == pytest.approx(quantile_integral(u, v, below, uw, vw), abs=1e-12)
+    assert got == pytest.approx(quantile_integral(u, v, below, uw, vw), **approx("float64_unit"))
     got = fsd_violation_ratio(_t(u), _t(v), **kw).item()
-    assert got == pytest.approx(expected_ratio(u, v, uw, vw), abs=1e-12)
+    assert got == pytest.approx(expected_ratio(u, v, uw, vw), **approx("float64_unit"))
 
 
 @given(data=st.data(), weighted=st.booleans(), loss=st.sampled_from(BUILTIN_COSTS))
@@ -56,7 +57,7 @@ def test_ot_violation_matches_quantile_integral(data, weighted, loss):
     u, v, uw, vw = draw_case(data, weighted)
     got = ot_violation(_t(u), _t(v), loss=loss, beta=0.7, **weight_kwargs(uw, vw)).item()
     expected = quantile_integral(u, v, numpy_cost(loss, 0.7), uw, vw)
-    assert got == pytest.approx(expected, rel=1e-10, abs=1e-12)
+    assert got == pytest.approx(expected, **approx("float64_sums"))
 
 
 @pytest.mark.parametrize("n, m", [(500, 500), (500, 317), (64, 1000)])
@@ -72,13 +73,15 @@ def test_random_float32_against_float64_oracle(n, m, weighted):
     }
     tu, tv = torch.tensor(u32, dtype=torch.float32), torch.tensor(v32, dtype=torch.float32)
     assert fsd_violation(tu, tv, **kw).item() == pytest.approx(
-        quantile_integral(u32, v32, below, uw, vw), abs=1e-5
+        quantile_integral(u32, v32, below, uw, vw), **approx("float32_unit")
     )
     assert fsd_violation_ratio(tu, tv, **kw).item() == pytest.approx(
-        expected_ratio(u32, v32, uw, vw), abs=1e-5
+        expected_ratio(u32, v32, uw, vw), **approx("float32_unit")
     )
     expected = quantile_integral(u32, v32, numpy_cost("logistic", 2.0), uw, vw)
-    assert ot_violation(tu, tv, beta=2.0, **kw).item() == pytest.approx(expected, rel=1e-5)
+    assert ot_violation(tu, tv, beta=2.0, **kw).item() == pytest.approx(
+        expected, **approx("float32_relative")
+    )
 
 
 @pytest.mark.parametrize("c", [0.5, 1e-3, -1e-3, -2.0])
@@ -90,7 +93,7 @@ def test_planted_shift(c, sizes):
     u = v.repeat(n // m) + c
     expected = 0.0 if c > 0 else 1.0
     assert fsd_violation(u, v).item() == expected
-    assert fsd_violation_ratio(u, v).item() == pytest.approx(expected, abs=1e-12)
+    assert fsd_violation_ratio(u, v).item() == pytest.approx(expected, **approx("float64_unit"))
     assert fsd_violation(v, u).item() == 1.0 - expected
 
 
@@ -197,7 +200,7 @@ def test_metrics_are_invariant_to_the_order_of_each_sample(data, weighted, seed)
     for metric in (fsd_violation, fsd_violation_ratio, ot_violation):
         want = metric(_t(u), _t(v), **weight_kwargs(uw, vw)).item()
         got = metric(_t(u[pu]), _t(v[pv]), **weight_kwargs(shuffled_uw, shuffled_vw)).item()
-        assert got == pytest.approx(want, abs=1e-12), metric.__name__
+        assert got == pytest.approx(want, **approx("float64_unit")), metric.__name__
 
 
 @given(
@@ -213,7 +216,7 @@ def test_violations_are_invariant_to_a_common_shift_and_positive_scale(data, wei
     for metric in (fsd_violation, fsd_violation_ratio):
         want = metric(_t(u), _t(v), **kw).item()
         got = metric(_t(scale * u + shift), _t(scale * v + shift), **kw).item()
-        assert got == pytest.approx(want, abs=1e-12), metric.__name__
+        assert got == pytest.approx(want, **approx("float64_unit")), metric.__name__
 
 
 @given(data=st.data(), weighted=st.booleans(), gap=st.integers(1, 8).map(lambda k: k / 4))
@@ -225,8 +228,12 @@ def test_planted_dominance_either_way(data, weighted, gap):
     u, uw = v[p] + gap, (None if w is None else w[p])
     assert fsd_violation(_t(u), _t(v), **weight_kwargs(uw, w)).item() == 0.0
     assert fsd_violation_ratio(_t(u), _t(v), **weight_kwargs(uw, w)).item() == 0.0
-    assert fsd_violation(_t(v), _t(u), **weight_kwargs(w, uw)).item() == pytest.approx(1.0, abs=1e-12)
-    assert fsd_violation_ratio(_t(v), _t(u), **weight_kwargs(w, uw)).item() == pytest.approx(1.0, abs=1e-12)
+    assert fsd_violation(_t(v), _t(u), **weight_kwargs(w, uw)).item() == pytest.approx(
+        1.0, **approx("float64_unit")
+    )
+    assert fsd_violation_ratio(_t(v), _t(u), **weight_kwargs(w, uw)).item() == pytest.approx(
+        1.0, **approx("float64_unit")
+    )
 
 
 @given(data=st.data(), weighted=st.booleans())
@@ -238,4 +245,4 @@ def test_swapping_the_samples_complements_the_violation(data, weighted):
     assert fsd_violation(_t(u), _t(v), **forward) + fsd_violation(_t(v), _t(u), **backward) <= 1 + 1e-12
     total = quantile_integral(u, v, np.abs, uw, vw)
     ratios = fsd_violation_ratio(_t(u), _t(v), **forward) + fsd_violation_ratio(_t(v), _t(u), **backward)
-    assert ratios.item() == pytest.approx(0.0 if total == 0 else 1.0, abs=1e-12)
+    assert ratios.item() == pytest.approx(0.0 if total == 0 else 1.0, **approx("float64_unit"))

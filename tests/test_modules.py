@@ -3,6 +3,7 @@
 import pytest
 import torch
 from oracles import BUILTIN_COSTS
+from tolerances import tol
 
 import aot_loss
 
@@ -13,9 +14,9 @@ def test_unpaired_module_equals_function(loss, reduction):
     u, v, wu = torch.randn(7), torch.randn(5), torch.rand(7)
     kw = dict(loss=loss, beta=0.3, reduction=reduction)
     module = aot_loss.UnpairedAOTLoss(**kw)
-    torch.testing.assert_close(module(u, v), aot_loss.unpaired(u, v, **kw), rtol=0, atol=0)
+    torch.testing.assert_close(module(u, v), aot_loss.unpaired(u, v, **kw), **tol("exact"))
     torch.testing.assert_close(
-        module(u, v, pos_weights=wu), aot_loss.unpaired(u, v, pos_weights=wu, **kw), rtol=0, atol=0
+        module(u, v, pos_weights=wu), aot_loss.unpaired(u, v, pos_weights=wu, **kw), **tol("exact")
     )
 
 
@@ -24,10 +25,10 @@ def test_paired_module_equals_function(reduction):
     pc, pr, rc, rr, w = (torch.randn(3, 6) for _ in range(5))
     kw = dict(beta=0.2, label_smoothing=0.1, reduction=reduction)
     module = aot_loss.PairedAOTLoss(**kw)
-    torch.testing.assert_close(module(pc, pr, rc, rr), aot_loss.paired(pc, pr, rc, rr, **kw), rtol=0, atol=0)
+    torch.testing.assert_close(module(pc, pr, rc, rr), aot_loss.paired(pc, pr, rc, rr, **kw), **tol("exact"))
     w = w.abs()
     torch.testing.assert_close(
-        module(pc, pr, rc, rr, weights=w), aot_loss.paired(pc, pr, rc, rr, weights=w, **kw), rtol=0, atol=0
+        module(pc, pr, rc, rr, weights=w), aot_loss.paired(pc, pr, rc, rr, weights=w, **kw), **tol("exact")
     )
 
 
@@ -44,10 +45,10 @@ def test_an_option_set_after_construction_takes_effect_at_the_next_call():
     module = aot_loss.UnpairedAOTLoss(beta=0.1)
     for beta in (0.3, 1.5):
         module.beta = beta
-        torch.testing.assert_close(module(u, v), aot_loss.unpaired(u, v, beta=beta), rtol=0, atol=0)
+        torch.testing.assert_close(module(u, v), aot_loss.unpaired(u, v, beta=beta), **tol("exact"))
     module.label_smoothing, module.reduction = 0.2, "none"
     want = aot_loss.unpaired(u, v, beta=1.5, label_smoothing=0.2, reduction="none")
-    torch.testing.assert_close(module(u, v), want, rtol=0, atol=0)
+    torch.testing.assert_close(module(u, v), want, **tol("exact"))
     assert "beta=1.5" in repr(module) and "label_smoothing=0.2" in repr(module)
 
 
@@ -67,7 +68,7 @@ def test_a_bad_option_set_after_construction_raises_and_changes_nothing(name, va
         setattr(module, name, value)
     assert module.beta == 0.2 and module.loss == "logistic" and module.sort == "hard" and module.group is None
     want = aot_loss.paired(u, v, v, u, beta=0.2, label_smoothing=0.1)
-    torch.testing.assert_close(module(u, v, v, u), want, rtol=0, atol=0)
+    torch.testing.assert_close(module(u, v, v, u), want, **tol("exact"))
 
 
 def test_module_trains_a_scorer_towards_dominance():

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from optional import import_or_skip
+from tolerances import approx
 
 import_or_skip("matplotlib")
 
@@ -47,9 +48,11 @@ def test_one_panel_per_model_with_the_violation_in_the_title(tmp_path):
 def test_violation_is_shaded_only_where_it_happens():
     v = torch.linspace(-1, 1, 101)
     above, below = shaded_area(margin_quantiles((v + 0.5, v)).axes[0])
-    assert above == pytest.approx(0.5 * 100, rel=0.05) and below == 0.0  # 0.5 over 100 percentiles
+    assert (
+        above == pytest.approx(0.5 * 100, **approx("percentiles")) and below == 0.0
+    )  # 0.5 over 100 percentiles
     above, below = shaded_area(margin_quantiles((v - 0.25, v)).axes[0])
-    assert above == 0.0 and below == pytest.approx(0.25 * 100, rel=0.05)
+    assert above == 0.0 and below == pytest.approx(0.25 * 100, **approx("percentiles"))
 
 
 def test_single_pair_arrays_and_lists():

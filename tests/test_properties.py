@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from oracles import numpy_cost, quantile_integral
 from strategies import betas, costs, monotone_costs, samples, weights_for
+from tolerances import approx, tol
 
 import aot_loss
 
@@ -20,7 +21,7 @@ def _t(x):
 @given(u=samples(), v=samples(), loss=costs, beta=betas)
 def test_matches_quantile_integral_with_ties(u, v, loss, beta):
     got = aot_loss.unpaired(_t(u), _t(v), loss=loss, beta=beta).item()
-    assert got == pytest.approx(quantile_integral(u, v, numpy_cost(loss, beta)), rel=1e-10, abs=1e-12)
+    assert got == pytest.approx(quantile_integral(u, v, numpy_cost(loss, beta)), **approx("float64_sums"))
 
 
 @given(data=st.data(), loss=costs, beta=betas)
@@ -29,7 +30,7 @@ def test_weighted_matches_quantile_integral(data, loss, beta):
     wu, wv = data.draw(weights_for(len(u))), data.draw(weights_for(len(v)))
     got = aot_loss.unpaired(_t(u), _t(v), loss=loss, beta=beta, pos_weights=_t(wu), neg_weights=_t(wv))
     expected = quantile_integral(u, v, numpy_cost(loss, beta), wu, wv)
-    assert got.item() == pytest.approx(expected, rel=1e-10, abs=1e-12)
+    assert got.item() == pytest.approx(expected, **approx("float64_sums"))
 
 
 @given(u=samples(), v=samples(), loss=costs, seed=st.integers(0, 2**32 - 1))
@@ -37,7 +38,7 @@ def test_permutation_invariance_each_side(u, v, loss, seed):
     rng = np.random.default_rng(seed)
     base = aot_loss.unpaired(_t(u), _t(v), loss=loss, beta=0.5)
     shuffled = aot_loss.unpaired(_t(rng.permutation(u)), _t(rng.permutation(v)), loss=loss, beta=0.5)
-    torch.testing.assert_close(shuffled, base, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(shuffled, base, **tol("float64"))
 
 
 @given(data=st.data(), seed=st.integers(0, 2**32 - 1))
@@ -49,7 +50,7 @@ def test_weighted_permutation_invariance(data, seed):
     kw = dict(beta=0.5)
     base = aot_loss.unpaired(_t(u), _t(v), pos_weights=_t(wu), neg_weights=_t(wv), **kw)
     shuffled = aot_loss.unpaired(_t(u[pu]), _t(v[pv]), pos_weights=_t(wu[pu]), neg_weights=_t(wv[pv]), **kw)
-    torch.testing.assert_close(shuffled, base, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(shuffled, base, **tol("float64"))
 
 
 @given(u=samples(), v=samples(), loss=costs, shift=st.sampled_from([-3.0, 0.25, 7.5]))
@@ -89,7 +90,7 @@ def test_rows_equal_a_loop_over_rows(data, loss):
     v = np.stack([data.draw(samples(m, m)) for _ in range(g)])
     rows = aot_loss.unpaired(_t(u), _t(v), loss=loss, reduction="none")
     loop = torch.stack([aot_loss.unpaired(_t(u[i]), _t(v[i]), loss=loss) for i in range(g)])
-    torch.testing.assert_close(rows, loop, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(rows, loop, **tol("float64"))
 
 
 @given(u=samples(), loss=costs)
@@ -97,7 +98,7 @@ def test_identical_samples_cost_h_of_zero(u, loss):
     """U = V (in any order): every quantile gap is 0, so the cost is h(0)."""
     h0 = numpy_cost(loss, 0.5)(np.zeros(1))[0]
     got = aot_loss.unpaired(_t(u), _t(u[::-1].copy()), loss=loss, beta=0.5).item()
-    assert got == pytest.approx(h0, rel=1e-12)
+    assert got == pytest.approx(h0, **approx("float64"))
 
 
 @given(u=samples(), v=samples())

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from optional import native_reason, needs
 from oracles import soft_sort_oracle
 from strategies import samples
+from tolerances import tol
 
 import aot_loss
 from aot_loss.ops import pav as _pav
@@ -58,7 +59,7 @@ def test_values_equal_the_retyped_oracle(kind, strength, regularization, backend
     out = aot_loss.soft_sort(x, strength=strength, regularization=regularization, backend=backend)
     for row, got in zip(x, out, strict=True):
         np.testing.assert_allclose(
-            got.numpy(), soft_sort_oracle(row.numpy(), strength, regularization), atol=1e-9
+            got.numpy(), soft_sort_oracle(row.numpy(), strength, regularization), **tol("pav_oracle")
         )
 
 
@@ -78,10 +79,12 @@ def test_segments_grown_from_tiny_pads_solve_the_rows(kind, pad, regularization,
     monkeypatch.setattr(_pav, "_MAX_COVER", 1e9)
     segmented = _values_and_grad(x, upstream, **kw)
     for row, got in zip(x[:3], segmented[0][:3], strict=True):
-        np.testing.assert_allclose(got.numpy(), soft_sort_oracle(row.numpy(), 0.3, regularization), atol=1e-9)
+        np.testing.assert_allclose(
+            got.numpy(), soft_sort_oracle(row.numpy(), 0.3, regularization), **tol("pav_oracle")
+        )
     if regularization == "l2":  # the infinity pools the row (under KL it pools like a huge value)
         assert torch.equal(segmented[0][3], torch.full((120,), float("inf"), dtype=torch.float64))
-    torch.testing.assert_close(segmented, whole_rows, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(segmented, whole_rows, **tol("float64"))
 
 
 @given(
@@ -99,7 +102,9 @@ def test_segments_equal_the_oracle_on_any_sample(x, pad, strength, regularizatio
         )
     finally:
         _pav._PAD, _pav._MAX_PAD, _pav._MAX_COVER = saved
-    np.testing.assert_allclose(out.numpy(), soft_sort_oracle(x, strength, regularization), atol=1e-9)
+    np.testing.assert_allclose(
+        out.numpy(), soft_sort_oracle(x, strength, regularization), **tol("pav_oracle")
+    )
 
 
 @pytest.mark.parametrize("regularization", REGULARIZATIONS)
@@ -110,7 +115,9 @@ def test_long_heavy_tailed_row_pools_only_segments(regularization, monkeypatch):
     monkeypatch.setattr(_pav, "_solve", lambda stat, *a: sizes.append(stat.numel()) or solve(stat, *a))
     x = _inputs("heavy", n=20_000, rows=1, seed=1)[0]
     out = aot_loss.soft_sort(x, strength=0.1, regularization=regularization, backend="torch")
-    np.testing.assert_allclose(out.numpy(), soft_sort_oracle(x.numpy(), 0.1, regularization), atol=1e-9)
+    np.testing.assert_allclose(
+        out.numpy(), soft_sort_oracle(x.numpy(), 0.1, regularization), **tol("pav_oracle")
+    )
     assert sizes and max(sizes) < 5_000, sizes  # segments, not the 20000 values of the row
 
 
@@ -128,13 +135,13 @@ def test_equals_installed_torchsort(kind, strength, regularization, backend):
     xr = x.clone().requires_grad_()
     theirs = torchsort.soft_sort(xr, regularization=regularization, regularization_strength=strength)
     theirs.backward(upstream)
-    torch.testing.assert_close(ours[0], theirs.detach(), atol=1e-6, rtol=0)
+    torch.testing.assert_close(ours[0], theirs.detach(), **tol("float32_absolute"))
     # torchsort's sort is not stable: tied inputs may swap gradients; their sums must agree
-    torch.testing.assert_close(_tie_sums(x, ours[1]), _tie_sums(x, xr.grad), atol=1e-6, rtol=0)
+    torch.testing.assert_close(_tie_sums(x, ours[1]), _tie_sums(x, xr.grad), **tol("float32_absolute"))
     if kind not in ("tied", "constant"):
-        torch.testing.assert_close(ours[1], xr.grad, atol=1e-6, rtol=0)
+        torch.testing.assert_close(ours[1], xr.grad, **tol("float32_absolute"))
     one_d = aot_loss.soft_sort(x[0], strength=strength, regularization=regularization, backend=backend)
-    torch.testing.assert_close(one_d, theirs[0].detach(), atol=1e-6, rtol=0)
+    torch.testing.assert_close(one_d, theirs[0].detach(), **tol("float32_absolute"))
 
 
 def _tie_sums(x, grad):
@@ -155,8 +162,12 @@ def test_equals_recorded_torchsort_vectors(case, backend):
         regularization=case["regularization"],
         backend=backend,
     )
-    torch.testing.assert_close(values, torch.tensor(case["values"], dtype=torch.float64), atol=1e-6, rtol=0)
-    torch.testing.assert_close(grad, torch.tensor(case["grad"], dtype=torch.float64), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        values, torch.tensor(case["values"], dtype=torch.float64), **tol("float32_absolute")
+    )
+    torch.testing.assert_close(
+        grad, torch.tensor(case["grad"], dtype=torch.float64), **tol("float32_absolute")
+    )
 
 
 @needs_torchsort
@@ -165,7 +176,7 @@ def test_torchsort_backend_is_torchsort():
 
     x = _inputs("random")
     ours = aot_loss.soft_sort(x, strength=0.3, backend="torchsort")
-    torch.testing.assert_close(ours, torchsort.soft_sort(x, regularization_strength=0.3), atol=0, rtol=0)
+    torch.testing.assert_close(ours, torchsort.soft_sort(x, regularization_strength=0.3), **tol("exact"))
 
 
 def test_torchsort_backend_without_torchsort_says_how_to_install(monkeypatch):
@@ -185,7 +196,7 @@ def test_exact_sort_when_every_gap_is_at_most_the_spacing(x, strength, regulariz
     if gaps.size and gaps.max() > spacing:
         x = np.sort(x)[0] + np.cumsum(np.r_[0.0, np.minimum(gaps, spacing * 0.999)])  # squeeze the gaps
     out = aot_loss.soft_sort(torch.from_numpy(x), strength=strength, regularization=regularization)
-    np.testing.assert_allclose(out.numpy(), np.sort(x), atol=1e-9)
+    np.testing.assert_allclose(out.numpy(), np.sort(x), **tol("pav_oracle"))
 
 
 @pytest.mark.parametrize("regularization", REGULARIZATIONS)
@@ -228,10 +239,10 @@ def test_batched_equals_row_by_row_and_dim_moves(regularization, backend):
     for i in range(2):
         for j in range(3):
             single = _values_and_grad(x[i, j], upstream[i, j], **kw)
-            torch.testing.assert_close(batched[0][i, j], single[0], atol=0, rtol=0)
-            torch.testing.assert_close(batched[1][i, j], single[1], atol=0, rtol=0)
+            torch.testing.assert_close(batched[0][i, j], single[0], **tol("exact"))
+            torch.testing.assert_close(batched[1][i, j], single[1], **tol("exact"))
     along_0 = aot_loss.soft_sort(x.transpose(0, 2), dim=0, **kw)
-    torch.testing.assert_close(along_0, batched[0].transpose(0, 2), atol=0, rtol=0)
+    torch.testing.assert_close(along_0, batched[0].transpose(0, 2), **tol("exact"))
 
 
 @needs_native
@@ -262,7 +273,7 @@ def test_native_equals_reference_on_a_row_with_scratch_from_huge_pages(regulariz
     native = _values_and_grad(x, upstream, backend="native", **kw)
     reference = _values_and_grad(x, upstream, backend="torch", **kw)
     for a, b in zip(native, reference, strict=True):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(a, b, **tol("float32_threads"))
 
 
 @needs_native
@@ -286,7 +297,7 @@ def test_half_precision_is_computed_in_float32(dtype):
     x = _inputs("random").to(dtype)
     out = aot_loss.soft_sort(x, strength=0.5)
     assert out.dtype == dtype
-    torch.testing.assert_close(out, aot_loss.soft_sort(x.float(), strength=0.5).to(dtype), atol=0, rtol=0)
+    torch.testing.assert_close(out, aot_loss.soft_sort(x.float(), strength=0.5).to(dtype), **tol("exact"))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -13,6 +13,7 @@ from oracles import (
     trl_aot_paired,
     trl_aot_unpaired,
 )
+from tolerances import approx, tol
 
 import aot_loss
 
@@ -32,8 +33,8 @@ def test_unequal_sizes_match_quantile_integral_and_linprog(loss, n, m):
     h = numpy_cost(loss, beta)
     expected = quantile_integral(u, v, h)
     got = aot_loss.unpaired(_t(u), _t(v), loss=loss, beta=beta).item()
-    assert got == pytest.approx(expected, abs=1e-12, rel=1e-12)
-    assert got == pytest.approx(ot_linprog(u, v, h), abs=1e-9)
+    assert got == pytest.approx(expected, **approx("float64"))
+    assert got == pytest.approx(ot_linprog(u, v, h), **approx("linprog"))
 
 
 @pytest.mark.parametrize("loss", BUILTIN_COSTS)
@@ -46,8 +47,8 @@ def test_weighted_matches_quantile_integral_and_linprog(loss, n, m):
     wu[0] = 0.0  # a zero-mass sample
     h = numpy_cost(loss, beta)
     got = aot_loss.unpaired(_t(u), _t(v), loss=loss, beta=beta, pos_weights=_t(wu), neg_weights=_t(wv))
-    assert got.item() == pytest.approx(quantile_integral(u, v, h, wu, wv), abs=1e-12, rel=1e-12)
-    assert got.item() == pytest.approx(ot_linprog(u, v, h, wu, wv), abs=1e-9)
+    assert got.item() == pytest.approx(quantile_integral(u, v, h, wu, wv), **approx("float64"))
+    assert got.item() == pytest.approx(ot_linprog(u, v, h, wu, wv), **approx("linprog"))
 
 
 def test_one_side_weighted_matches_linprog():
@@ -55,7 +56,7 @@ def test_one_side_weighted_matches_linprog():
     u, v, wv = rng.normal(size=5), rng.normal(size=4), rng.uniform(0, 1, size=4)
     h = numpy_cost("logistic", 1.0)
     got = aot_loss.unpaired(_t(u), _t(v), beta=1.0, neg_weights=_t(wv)).item()
-    assert got == pytest.approx(ot_linprog(u, v, h, None, wv), abs=1e-9)
+    assert got == pytest.approx(ot_linprog(u, v, h, None, wv), **approx("linprog"))
 
 
 @pytest.mark.parametrize("loss", BUILTIN_COSTS)
@@ -65,7 +66,7 @@ def test_paired_weighted_matches_linprog(loss):
     w = rng.uniform(0, 1, size=6)
     h = numpy_cost(loss, 0.3)
     got = aot_loss.paired(_t(pc), _t(pr), _t(rc), _t(rr), loss=loss, beta=0.3, weights=_t(w)).item()
-    assert got == pytest.approx(ot_linprog(pc - pr, rc - rr, h, w, w), abs=1e-9)
+    assert got == pytest.approx(ot_linprog(pc - pr, rc - rr, h, w, w), **approx("linprog"))
 
 
 @pytest.mark.parametrize("loss", BUILTIN_COSTS)
@@ -75,7 +76,7 @@ def test_sorted_pairs_equal_bruteforce_over_permutations(loss):
         u, v = rng.normal(size=6) * 2, rng.normal(size=6) * 2
         h = numpy_cost(loss, 0.5)
         got = aot_loss.unpaired(_t(u), _t(v), loss=loss, beta=0.5).item()
-        assert got == pytest.approx(ot_bruteforce(u, v, h), abs=1e-12)
+        assert got == pytest.approx(ot_bruteforce(u, v, h), **approx("float64_unit"))
 
 
 def test_sorted_coupling_is_not_optimal_for_the_zero_one_cost():
@@ -98,18 +99,18 @@ def test_equals_trl_formulas(label_smoothing, beta):
     kw = dict(beta=beta, label_smoothing=label_smoothing)
     trl_paired = trl_aot_paired(pc, pr, rc, rr, **kw)
     trl_unpaired = trl_aot_unpaired(pc, pr, rc, rr, **kw)
-    torch.testing.assert_close(aot_loss.paired(pc, pr, rc, rr, **kw), trl_paired.mean(), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(aot_loss.paired(pc, pr, rc, rr, **kw), trl_paired.mean(), **tol("float32"))
     torch.testing.assert_close(
-        aot_loss.paired(pc, pr, rc, rr, reduction="none", **kw), trl_paired, rtol=1e-6, atol=1e-6
+        aot_loss.paired(pc, pr, rc, rr, reduction="none", **kw), trl_paired, **tol("float32")
     )
     torch.testing.assert_close(
-        aot_loss.paired(pc, pr, rc, rr, reduction="sum", **kw), trl_paired.sum(), rtol=1e-6, atol=1e-6
+        aot_loss.paired(pc, pr, rc, rr, reduction="sum", **kw), trl_paired.sum(), **tol("float32")
     )
     torch.testing.assert_close(
-        aot_loss.unpaired(pc - rc, pr - rr, **kw), trl_unpaired.mean(), rtol=1e-6, atol=1e-6
+        aot_loss.unpaired(pc - rc, pr - rr, **kw), trl_unpaired.mean(), **tol("float32")
     )
     torch.testing.assert_close(
-        aot_loss.unpaired(pc - rc, pr - rr, reduction="none", **kw), trl_unpaired, rtol=1e-6, atol=1e-6
+        aot_loss.unpaired(pc - rc, pr - rr, reduction="none", **kw), trl_unpaired, **tol("float32")
     )
 
 
@@ -143,7 +144,7 @@ def test_rows_reductions():
 def test_custom_callable_cost_matches_oracle():
     u, v = np.array([0.3, -1.2, 2.0, 0.1]), np.array([1.0, -0.5, 0.0])
     got = aot_loss.unpaired(_t(u), _t(v), loss=lambda d: torch.exp(-d)).item()
-    assert got == pytest.approx(quantile_integral(u, v, lambda d: np.exp(-d)), abs=1e-12)
+    assert got == pytest.approx(quantile_integral(u, v, lambda d: np.exp(-d)), **approx("float64_unit"))
 
 
 def test_weights_scale_free_and_uniform_equals_unweighted():

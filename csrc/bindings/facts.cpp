@@ -1,12 +1,15 @@
 // What this library serves, as JSON, for aot_loss/ops/native.py (read through ctypes when the
 // library loads): the cost names in id order, the floating types of the kernels and their
 // size limits. Python copies none of these: it routes whatever the table lacks to torch.
+// "tiers" are the sizes at which the CPU kernel changes algorithm, for the tests to cross.
 // The devices are not listed here: the dispatcher knows which keys got kernels.
 #include <string>
 
 #include "bindings/binding_utils.h"
 #include "common/costs.h"
 #include "common/limits.h"
+#include "common/sort.h"
+#include "cpu/chunks.h"
 
 namespace {
 
@@ -20,7 +23,10 @@ std::string facts_json() {
   return "{\"costs\": [" + costs + "], \"dtypes\": [" + aot_loss::binding::kKernelFloatNames +
          "], \"limits\": {\"max_row\": " + std::to_string(k::kMaxRow) +
          ", \"cuda_block_row\": " + std::to_string(k::kBlockMaxRow) +
-         ", \"cuda_max_long_rows\": " + std::to_string(k::kMaxLongRows) + "}}";
+         ", \"cuda_max_long_rows\": " + std::to_string(k::kMaxLongRows) +
+         "}, \"tiers\": {\"rank_sort_max\": " + std::to_string(k::kRankSortMax) +
+         ", \"wide_radix_min\": " + std::to_string(k::kWideRadixMin) + ", \"chunk\": " + std::to_string(k::kChunk) +
+         "}}";
 }
 
 }  // namespace

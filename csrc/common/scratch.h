@@ -2,11 +2,11 @@
 //
 // A long row's scratch is fresh memory on every call (the system allocator maps blocks of
 // this size anew and returns them on free), so its first touch faults once per page. With 4 KiB
-// pages that cost more than the sort that touched it: 10.5 ms per 32 MiB on the development
-// VM, where one call on 1e6 float32 values touches 48 MiB. Blocks of 2 MiB or more are
-// therefore aligned to 2 MiB and, on Linux, advised as transparent huge pages, which fault
-// once per 2 MiB (1.3 ms per 32 MiB). The advice is only a hint: with huge pages disabled the
-// kernel ignores it, and nothing is kept between calls.
+// pages that can cost more than the sort that touched it (one call on 1e6 float32 values
+// touches 48 MiB). Blocks of 2 MiB or more are therefore aligned to 2 MiB and, on Linux,
+// advised as transparent huge pages, which fault once per 2 MiB (docs/performance.md has the
+// figures). The advice is only a hint: with huge pages disabled the kernel ignores it, and
+// nothing is kept between calls.
 #pragma once
 
 #include <cstddef>

@@ -46,6 +46,9 @@ AOT_HD inline T key_value(key_t<T> key) {
 // #{j < i : k_j == k_i}, branch-free and vectorised (sort.cpp), 2.5-3x faster than insertion
 // sort there; beyond it the n^2 comparisons lose to the radix sort.
 constexpr int64_t kRankSortMax = 64;
+// float32 rows from this size on sort with 11-bit digits (3 passes), which pay off once their
+// 2048 counters are well used; shorter rows with 8-bit digits (4 passes).
+constexpr int64_t kWideRadixMin = 4096;
 
 // sorted[rank_i] = x_i (canonical: -0.0 as 0.0) and perm[rank_i] = i; `keys` holds n.
 void rank_argsort(const float* x, int64_t n, float* sorted, uint32_t* perm, uint32_t* keys);
@@ -151,7 +154,7 @@ inline void stable_argsort(const float* x, int64_t n, float* sorted, uint32_t* p
   uint64_t* a = buf.words.data();
   if (n <= kRankSortMax) {
     rank_argsort(x, n, sorted, perm, reinterpret_cast<uint32_t*>(a));
-  } else if (n < 4096) {  // 11-bit digits (3 passes) pay off once the 2048 counters are well used
+  } else if (n < kWideRadixMin) {
     packed_radix_argsort<8>(x, n, sorted, perm, a, a + n);
   } else {
     packed_radix_argsort<11>(x, n, sorted, perm, a, a + n);
