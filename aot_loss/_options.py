@@ -16,6 +16,7 @@ any that lack it), and its use.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from functools import lru_cache, partial
@@ -143,13 +144,17 @@ def check_options(values: Mapping[str, object]) -> Options:
     The common case (a built-in cost and plain Python scalars) is memoised: validating the
     same options on every training step would otherwise cost ~10 us per call.
     """
-    args = tuple(values.get(name, default) for name, default in DEFAULTS.items())
+    try:
+        args = _VALUES(values)  # every option given (a signature's locals()): one C-level lookup
+    except KeyError:
+        args = tuple(values.get(name, default) for name, default in DEFAULTS.items())
     # Dynamo traces through lru_cache (and warns); the options are constants there anyway.
     if _CACHEABLE.issuperset(map(type, args)) and not torch.compiler.is_compiling():
         return _cached_options(*args)
     return _check_options(*args)
 
 
+_VALUES = operator.itemgetter(*NAMES)
 _CACHEABLE = frozenset((str, float, int, bool))  # exact types: hashing a Tensor beta would be wrong
 
 

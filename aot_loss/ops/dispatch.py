@@ -56,7 +56,8 @@ def dominance(
     """True if the native ``aot_loss::dominance`` op computes this call of the primitive."""
     if options.backend == "torch":
         return False
-    return use_native(options.backend, _dominance_unserved(options, u, v, u_weights, v_weights))
+    reason = _dominance_unserved(options, u, v, u_weights, v_weights)
+    return reason is None or use_native(options.backend, reason)
 
 
 def _dominance_unserved(
@@ -98,7 +99,7 @@ def _dominance_unserved(
     if longest >= max_row:
         return ValueError(f"backend='native' serves rows shorter than {max_row} elements")
     block_row, max_long_rows = limits["cuda_block_row"], limits["cuda_max_long_rows"]
-    long_rows = u.device.type == "cuda" and longest > block_row
+    long_rows = longest > block_row and u.device.type == "cuda"  # shapes first: a device read costs more
     if long_rows and u.numel() // max(u.shape[-1], 1) > max_long_rows:
         return ValueError(
             f"backend='native' on CUDA serves at most {max_long_rows} rows of more than {block_row} values"
