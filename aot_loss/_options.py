@@ -144,12 +144,13 @@ def check_options(values: Mapping[str, object]) -> Options:
     The common case (a built-in cost and plain Python scalars) is memoised: validating the
     same options on every training step would otherwise cost ~10 us per call.
     """
+    if torch.compiler.is_compiling():  # constants there; Dynamo traces neither lru_cache nor itemgetter
+        return _check_options(*(values.get(name, default) for name, default in DEFAULTS.items()))
     try:
         args = _VALUES(values)  # every option given (a signature's locals()): one C-level lookup
     except KeyError:
         args = tuple(values.get(name, default) for name, default in DEFAULTS.items())
-    # Dynamo traces through lru_cache (and warns); the options are constants there anyway.
-    if _CACHEABLE.issuperset(map(type, args)) and not torch.compiler.is_compiling():
+    if _CACHEABLE.issuperset(map(type, args)):
         return _cached_options(*args)
     return _check_options(*args)
 
