@@ -1,6 +1,6 @@
 """Argument checks with messages that name the argument and the offending value.
 
-Checks of shapes, dtypes, devices and options read metadata only, so the default path never
+Checks of shapes, dtypes and devices read metadata only, so the default path never
 waits for the device. Checks of values (weights, ``check_finite``) need one host round trip;
 while ``torch.compile`` traces they become ``torch._assert_async`` with the same message
 (a RuntimeError at run time) so that the graph has no break.
