@@ -3,14 +3,22 @@
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
-from oracles import BUILTIN_COSTS, numpy_cost, quantile_integral
+from oracles import BUILTIN_COSTS, lorenz, numpy_cost, quantile_integral, ssd_dense
 from strategies import samples, weights_for
-from tolerances import approx
+from tolerances import approx, tol
 
 import aot_loss
-from aot_loss.metrics import fsd_violation, fsd_violation_ratio, ot_violation, quantile_curves
+from aot_loss.metrics import (
+    fsd_violation,
+    fsd_violation_ratio,
+    lorenz_curves,
+    ot_violation,
+    quantile_curves,
+    ssd_violation,
+    ssd_violation_ratio,
+)
 
 f64 = torch.float64
 
@@ -246,3 +254,78 @@ def test_swapping_the_samples_complements_the_violation(data, weighted):
     total = quantile_integral(u, v, np.abs, uw, vw)
     ratios = fsd_violation_ratio(_t(u), _t(v), **forward) + fsd_violation_ratio(_t(v), _t(u), **backward)
     assert ratios.item() == pytest.approx(0.0 if total == 0 else 1.0, **approx("float64_unit"))
+
+
+# Second order: the Lorenz curves L(t) = integral_0^t Q and their difference C = L_U - L_V.
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data(), weighted=st.booleans())
+def test_ssd_metrics_match_a_dense_grid(data, weighted):
+    u, v, uw, vw = draw_case(data, weighted)
+    kw = weight_kwargs(uw, vw)
+    measure, ratio = ssd_dense(u, v, uw, vw)
+    assert ssd_violation(_t(u), _t(v), **kw).item() == pytest.approx(measure, **approx("dense_grid"))
+    assert ssd_violation_ratio(_t(u), _t(v), **kw).item() == pytest.approx(ratio, **approx("dense_grid"))
+
+
+@given(data=st.data(), weighted=st.booleans())
+def test_lorenz_curves_match_numpy(data, weighted):
+    u, v, uw, vw = draw_case(data, weighted)
+    t = np.linspace(0.0, 1.0, 37)
+    curves = lorenz_curves(_t(u), _t(v), _t(t), **weight_kwargs(uw, vw))
+    np.testing.assert_allclose(curves.u.numpy(), lorenz(u, uw, t), **tol("float64"))
+    np.testing.assert_allclose(curves.v.numpy(), lorenz(v, vw, t), **tol("float64"))
+
+
+def test_a_mean_preserving_contraction_dominates_at_second_order_only():
+    """U = mean(V) + (V - mean(V)) / 2 keeps V's mean with half its spread: its quantiles
+    cross V's (FSD fails both ways) but every lower tail mean of U is at least V's."""
+    rng = np.random.default_rng(0)
+    v = np.round(rng.normal(size=64) * 8) / 8  # dyadic: the means are exact
+    u = v.mean() + (v - v.mean()) / 2
+    assert fsd_violation(_t(u), _t(v)).item() > 0 and fsd_violation(_t(v), _t(u)).item() > 0
+    assert ssd_violation(_t(u), _t(v)).item() == 0.0 and ssd_violation_ratio(_t(u), _t(v)).item() == 0.0
+    assert ssd_violation(_t(v), _t(u)).item() == 1.0 and ssd_violation_ratio(_t(v), _t(u)).item() == 1.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), weighted=st.booleans(), shift=st.sampled_from([0.0, 0.25, 3.0]))
+def test_first_order_dominance_implies_second_order(data, weighted, shift):
+    v, _, vw, _ = draw_case(data, weighted)
+    u = np.sort(v) + shift + np.abs(data.draw(samples(min_size=len(v), max_size=len(v))))  # Q_U >= Q_V
+    uw = None if vw is None else vw[np.argsort(v, kind="stable")]
+    kw = weight_kwargs(uw, vw)
+    assert fsd_violation(_t(u), _t(v), **kw).item() == 0.0
+    assert ssd_violation(_t(u), _t(v), **kw).item() == 0.0
+    assert ssd_violation_ratio(_t(u), _t(v), **kw).item() == 0.0
+
+
+def test_listing_every_sample_twice_changes_no_second_order_metric():
+    u, v = torch.randn(9, dtype=f64), torch.randn(6, dtype=f64)
+    for metric in (ssd_violation, ssd_violation_ratio):
+        torch.testing.assert_close(metric(u.repeat(2), v), metric(u, v), **tol("float64"))
+    torch.testing.assert_close(lorenz_curves(u.repeat(2), v).u, lorenz_curves(u, v).u, **tol("float64"))
+
+
+def test_second_order_metrics_of_rows_and_dtypes():
+    u, v = torch.randn(3, 10, dtype=f64), torch.randn(3, 7, dtype=f64)
+    for metric in (ssd_violation, ssd_violation_ratio):
+        rows = metric(u, v)
+        assert rows.shape == (3,)
+        torch.testing.assert_close(
+            rows, torch.stack([metric(a, b) for a, b in zip(u, v, strict=True)]), **tol("exact")
+        )
+        assert metric(u.float(), v.float()).dtype == torch.float32
+        assert metric(u.half(), v.half()).dtype == torch.float32
+    assert lorenz_curves(u, v, 5).u.shape == (3, 5)
+    assert ssd_violation(torch.tensor([0.0, float("nan")]), torch.tensor([1.0])).isnan()
+
+
+def test_second_order_metrics_name_bad_arguments():
+    with pytest.raises(ValueError, match="u_weights must not contain negative values"):
+        ssd_violation(torch.ones(2), torch.ones(2), u_weights=torch.tensor([1.0, -1.0]))
+    with pytest.raises(TypeError, match=r"v must be a torch\.Tensor"):
+        ssd_violation_ratio(torch.ones(2), [1.0])
+    with pytest.raises(ValueError, match="grid must be an int >= 2"):
+        lorenz_curves(torch.ones(2), torch.ones(2), 1)
