@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 from optional import import_or_skip
-from tolerances import approx
+from tolerances import approx, tol
 
 import_or_skip("matplotlib")
 
@@ -79,3 +79,29 @@ def test_single_pair_arrays_and_lists():
 def test_bad_input_is_named(pairs, exception, pattern):
     with pytest.raises(exception, match=pattern):
         reward_quantiles(pairs)
+
+
+def test_tail_means_show_second_order_dominance_and_its_violation(tmp_path):
+    """A mean-preserving contraction of the rejected rewards dominates them at second order
+    (nothing shaded red, title 0.00) though its quantiles cross theirs; the reverse pair is
+    shaded red over the whole range. The curves are L(t)/t, ending at the means."""
+    from aot_loss.metrics import lorenz_curves, ssd_violation
+    from aot_loss.plot import reward_tail_means
+
+    rejected = torch.linspace(-2.0, 2.0, 101, dtype=torch.float64)
+    chosen = rejected / 2
+    path = tmp_path / "tails.png"
+    fig = reward_tail_means(
+        {"contracted": (chosen, rejected), "spread": (rejected, chosen)}, grid=201, path=path
+    )
+    assert path.read_bytes().startswith(PNG_MAGIC)
+    assert [ax.get_title() for ax in fig.axes] == [
+        f"contracted: SSD violation {ssd_violation(chosen, rejected).item():.2f}",
+        f"spread: SSD violation {ssd_violation(rejected, chosen).item():.2f}",
+    ]
+    (_, red), (green_reverse, red_reverse) = shaded_area(fig.axes[0]), shaded_area(fig.axes[1])
+    assert red == 0.0 and green_reverse == 0.0 and red_reverse > 0.0
+    x, y = fig.axes[0].get_lines()[0].get_data()
+    curves = lorenz_curves(chosen, rejected, 201)
+    np.testing.assert_allclose(y[1:], (curves.u / curves.t)[1:].numpy(), **tol("float64"))
+    assert y[0] == chosen.min().item() and x[-1] == 100.0
