@@ -161,6 +161,7 @@ class Evaluation:
         q10, q50, q90 = torch.quantile(gap, torch.tensor([0.1, 0.5, 0.9], dtype=gap.dtype)).tolist()
         return {
             "fsd_violation": metrics.fsd_violation(self.r_chosen, self.r_rejected).item(),
+            "ssd_violation": metrics.ssd_violation(self.r_chosen, self.r_rejected).item(),
             "violation_ratio": metrics.fsd_violation_ratio(self.r_chosen, self.r_rejected).item(),
             "margin_violation": metrics.fsd_violation(self.margins, self.ref_margins).item(),
             "reward_margin_q10": q10,
@@ -192,6 +193,7 @@ def task_score(policy: TinyLM, prompts: Tensor, seed: int) -> float:
 
 COLUMNS = (
     ("fsd_violation", "FSD viol."),
+    ("ssd_violation", "SSD viol."),
     ("violation_ratio", "viol. ratio"),
     ("margin_violation", "margin viol."),
     ("reward_margin_q10", "margin q10"),
@@ -246,7 +248,8 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     print(format_table(rows))
     print(
         "FSD viol.: share of quantile levels where chosen rewards fall below rejected ones (0 is "
-        "dominance);\nviol. ratio: that violation's area over the total area; margin viol.: the "
+        "dominance);\nSSD viol.: the same for their lower-tail means (second order, implied by "
+        "the first);\nviol. ratio: the FSD violation's area over the total area; margin viol.: the "
         "same for the policy's\nmargins against the reference's; margin q10/q50/q90: quantiles of "
         "r_chosen - r_rejected per pair;\ntask score: the hidden rule's score of answers sampled "
         "from each policy."
