@@ -114,3 +114,14 @@ def check_custom_costs(costs: object, diff: Tensor) -> None:
             f"loss callable must map d elementwise: got shape {tuple(costs.shape)} "
             f"for d of shape {tuple(diff.shape)}"
         )
+
+
+def checked_cost(cost: CostFn) -> CostFn:
+    """A callable cost whose every output is checked as :func:`check_custom_costs` checks it."""
+
+    def checked(d: Tensor) -> Tensor:
+        costs = cost(d)
+        check_custom_costs(costs, d)
+        return costs
+
+    return checked

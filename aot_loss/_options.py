@@ -68,6 +68,23 @@ def _label_smoothing(name: str, value: object) -> float:
     return smoothing
 
 
+def _order(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value not in (1, 2):
+        raise ValueError(
+            f"{name} must be 1 (first order: quantiles) or 2 (second order: tail means), got {value!r}"
+        )
+    return value
+
+
+def _quantile_range(name: str, value: object) -> tuple[float, float]:
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ValueError(f"{name} must be a pair (lo, hi) of levels with 0 <= lo < hi <= 1, got {value!r}")
+    lo, hi = real(f"{name}[0]", value[0]), real(f"{name}[1]", value[1])
+    if not 0.0 <= lo < hi <= 1.0:
+        raise ValueError(f"{name} must be a pair (lo, hi) of levels with 0 <= lo < hi <= 1, got {value!r}")
+    return (lo, hi)
+
+
 def _bool(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be a bool, got {value!r}")
@@ -107,6 +124,12 @@ class Options:
     soft_strength: float = field(default=0.1, metadata=option(check_strength, "the soft sort's strength"))
     soft_backend: SoftSortBackend = field(
         default="auto", metadata=option(check_soft_sort_backend, "the soft sort's kernels", agree=False)
+    )
+    order: int = field(
+        default=1, metadata=option(_order, "1: the quantile gaps; 2: the lower-tail mean gaps")
+    )
+    quantile_range: tuple[float, float] = field(
+        default=(0.0, 1.0), metadata=option(_quantile_range, "the levels (lo, hi) that count")
     )
 
     cost: CostFn = field(init=False, repr=False, compare=False)
@@ -150,13 +173,21 @@ def check_options(values: Mapping[str, object]) -> Options:
         args = _VALUES(values)  # every option given (a signature's locals()): one C-level lookup
     except KeyError:
         args = tuple(values.get(name, default) for name, default in DEFAULTS.items())
-    if _CACHEABLE.issuperset(map(type, args)):
+    if _CACHEABLE.issuperset(map(type, args)) and _plain_range(args[_RANGE]):
         return _cached_options(*args)
     return _check_options(*args)
 
 
+def _plain_range(value: object) -> bool:
+    """A quantile range that may key the cache: a tuple of floats. typed=True types only the
+    arguments, not a tuple's items, so (False, True) would hit the entry of (0.0, 1.0)."""
+    return value is _FULL or (type(value) is tuple and all(type(x) is float for x in value))
+
+
 _VALUES = operator.itemgetter(*NAMES)
-_CACHEABLE = frozenset((str, float, int, bool))  # exact types: hashing a Tensor beta would be wrong
+_RANGE = NAMES.index("quantile_range")
+_FULL = DEFAULTS["quantile_range"]
+_CACHEABLE = frozenset((str, float, int, bool, tuple))  # exact types: hashing a Tensor beta would be wrong
 
 
 @lru_cache(maxsize=64, typed=True)  # typed: beta=True must not hit beta=1

@@ -25,6 +25,15 @@ def reduce_cells(costs: Tensor, coupling: Coupling, reduction: str, rows: bool) 
     return costs if reduction == "none" else costs.sum()
 
 
+def reduce_shares(shares: Tensor, reduction: str, rows: bool) -> Tensor:
+    """Reduce each cell's share of the loss (``_orders.contributions``, whose sum over a row
+    is its loss): 'none' on 1-D inputs is K times each share, so that their mean is the loss."""
+    if rows or reduction == "mean":
+        return reduce_rows(shares.sum(-1), reduction, shares.shape[-1])[0]
+    cells = shares * shares.shape[-1]
+    return cells if reduction == "none" else cells.sum()
+
+
 def reduce_rows(row_cost: Tensor, reduction: str, cells: int) -> tuple[Tensor, float]:
     """Per-row OT costs reduced as the public losses reduce them, and the derivative of the
     result with respect to each row's cost (the same for every row).

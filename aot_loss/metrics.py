@@ -21,10 +21,11 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ._costs import Loss, check_custom_costs
+from ._costs import Loss, check_custom_costs, checked_cost
 from ._coupling import Coupling, couple_values, cumulative_mass, integrate
 from ._dtypes import as_dtype, compute_dtype, upcast
 from ._options import check_options
+from ._orders import contributions, is_full
 from ._sort import sort_values, stable_sort
 from ._validation import check_sample_pair, check_weights
 
@@ -229,6 +230,8 @@ def ot_violation(
     loss: Loss = "logistic",
     beta: float = 0.01,
     label_smoothing: float = 0.0,
+    order: int = 1,
+    quantile_range: tuple[float, float] = (0.0, 1.0),
     u_weights: Tensor | None = None,
     v_weights: Tensor | None = None,
 ) -> Tensor:
@@ -238,8 +241,9 @@ def ot_violation(
     \int_0^1 h\big(Q_U(t) - Q_V(t)\big)\,dt = \sum_k \Delta_k\, h(d_k),
     $$
 
-    the value of [`unpaired`][aot_loss.unpaired]`(u, v, ...)` (with `reduction="none"` for
-    rows), for logging and evaluation on held-out data.
+    or its second-order or range-restricted form (`order`, `quantile_range`), the value of
+    [`unpaired`][aot_loss.unpaired]`(u, v, ...)` with the same options (with
+    `reduction="none"` for rows), for logging and evaluation on held-out data.
 
     Args:
         u: samples of U.
@@ -248,6 +252,9 @@ def ot_violation(
             `"squared_hinge"`, `"least_squares"`, `"hinge"` or a callable.
         beta: inverse temperature (logistic) or margin (hinge family); default 0.01.
         label_smoothing: $\epsilon \in [0, 0.5)$, logistic cost only.
+        order: `1` (quantile gaps, default) or `2` (lower-tail mean gaps), as in
+            [`unpaired`][aot_loss.unpaired].
+        quantile_range: the levels `(lo, hi)` that count, default `(0, 1)`.
         u_weights: non-negative masses of the `u` samples, or `None` for uniform.
         v_weights: the same for `v`.
 
@@ -265,8 +272,19 @@ def ot_violation(
         >>> ot_violation(u, v, loss="hinge", beta=1.0)
         tensor(0.5000)
     """
-    options = check_options({"loss": loss, "beta": beta, "label_smoothing": label_smoothing})
+    options = check_options(
+        {"loss": loss, "beta": beta, "label_smoothing": label_smoothing, "order": order,
+         "quantile_range": quantile_range}
+    )  # fmt: skip
     cells = _couple(u, v, u_weights, v_weights)
+    if order != 1 or not is_full(options.quantile_range):
+        with torch.no_grad():
+            cost = checked_cost(options.cost) if options.custom_cost else options.cost
+            shares = contributions(
+                cells.diff, cells.mass, cost, options.name, options.beta,
+                options.label_smoothing, options.order, options.quantile_range,
+            )  # fmt: skip
+        return shares.sum(-1).to(cells.diff.dtype)
     costs = options.cost(cells.diff)
     if options.custom_cost:
         check_custom_costs(costs, cells.diff)

@@ -35,6 +35,8 @@ class _AOTLoss(nn.Module):
         sort: Sort = "hard",
         soft_strength: float = 0.1,
         soft_backend: SoftSortBackend = "auto",
+        order: int = 1,
+        quantile_range: tuple[float, float] = (0.0, 1.0),
         group: Literal["world"] | ProcessGroup | None = None,
     ) -> None:
         arguments = locals()  # the options, by name, as Options declares them
@@ -75,7 +77,8 @@ class UnpairedAOTLoss(_AOTLoss):
     $$
 
     The options (`loss`, `beta`, `label_smoothing`, `reduction`, `check_finite`, `backend`,
-    `sort`, `soft_strength`, `soft_backend`, `group`) are given to the constructor and mean
+    `sort`, `soft_strength`, `soft_backend`, `order`, `quantile_range`, `group`) are given to
+    the constructor and mean
     what they mean for the function; the per-batch masses `pos_weights`/`neg_weights` are
     given to `forward`. Results are identical to the function's. Each option is an attribute:
     setting one (`criterion.beta = 0.05`, for a schedule) validates it at once and takes

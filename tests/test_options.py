@@ -70,14 +70,17 @@ def test_the_fingerprint_covers_the_options_that_change_the_loss():
         "check_finite": True,
         "backend": "torch",
         "soft_backend": "torch",
+        "order": 2,
+        "quantile_range": (0.0, 0.5),
     }
     assert set(changed) == set(OPTIONS)
     base = _distributed._fingerprint(_options.check_options({}))
     for name, value in changed.items():
         other = _distributed._fingerprint(_options.check_options({name: value}))
         assert (other != base) == (name in _options.AGREED), name
-    # the key of the fingerprint is stable across versions: the same text, in declaration order
-    assert base == zlib.crc32(repr(("logistic", 0.01, 0.0, "mean", "hard", 0.1)).encode())
+    # the key is the text of the agreed values in declaration order (ranks on versions with
+    # other options disagree, and raise)
+    assert base == zlib.crc32(repr(("logistic", 0.01, 0.0, "mean", "hard", 0.1, 1, (0.0, 1.0))).encode())
 
 
 def test_check_options_is_memoised_for_plain_scalars():

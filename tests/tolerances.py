@@ -31,6 +31,10 @@ TOLERANCES: dict[str, tuple[float, float]] = {
     "float64_processes": (1e-9, 0.0),
     # an exact measure against its evaluation on 1e6 grid levels (a crossing can fall between two)
     "dense_grid": (0.0, 1e-5),
+    # a closed form or a fixed rule against SciPy's adaptive quad of the definition
+    "adaptive_quadrature": (1e-10, 1e-14),
+    # the logistic cost's order-2 rule, as issue #30 bounds it (|beta g| up to 1e3)
+    "logistic_rule": (1e-7, 1e-15),
     # a linear program's solution (HiGHS' feasibility tolerance)
     "linprog": (0.0, 1e-9),
     # the soft sort against its float64 NumPy oracle (np.testing's default rtol)

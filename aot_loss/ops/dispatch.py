@@ -83,6 +83,11 @@ def _dominance_unserved(
             f"backend='native' has no kernel for loss={options.name!r}: the native library computes "
             f"{status.costs} (rebuild it: {native.build_command()})"
         )
+    if options.order != 1 or options.quantile_range != (0.0, 1.0):
+        return ValueError(
+            "backend='native' computes order=1 over every level; order=2 and quantile_range run on "
+            "the torch path (backend='torch')"
+        )
     if options.reduction == "none" and u.dim() == 1:
         return ValueError(
             "backend='native' returns per-row costs; reduction='none' on 1-D inputs needs backend='torch'"
