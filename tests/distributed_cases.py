@@ -77,6 +77,8 @@ CASES = [
     Case("paired_uneven", {2: [3, 5], 3: [2, 0, 4]}, paired=True, options={"beta": 0.5, "label_smoothing": 0.2}),
     Case("paired_weights", {2: [3, 4], 3: [2, 3, 3]}, paired=True, weights=True, zero_weight_rank=0, options={"loss": "squared_hinge", "beta": 0.5}),
     Case("paired_rows_module", {2: [2, 3], 3: [1, 2, 2]}, paired=True, module=True, rows=3, options={"beta": 0.8}),
+    Case("unpaired_order2_range", {2: [3, 5], 3: [3, 0, 4]}, {2: [4, 2], 3: [1, 5, 2]}, weights=True, options={"beta": 0.5, "order": 2, "quantile_range": (0.1, 0.9)}),
+    Case("paired_order2_hinge", {2: [3, 4], 3: [2, 3, 3]}, paired=True, options={"loss": "hinge", "beta": 0.3, "order": 2}),
 ]  # fmt: skip
 CASES_BY_NAME = {case.name: case for case in CASES}
 
