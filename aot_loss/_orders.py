@@ -31,8 +31,6 @@ from torch import Tensor
 
 from ._costs import CostFn
 
-FULL_RANGE = (0.0, 1.0)
-
 # The quadrature rule: around the crossing g = 0 the remainder log(1 + exp(-y)), y = scale |g|,
 # varies on the scale y ~ 1 and has poles at y = +-i pi; panels graded in y (widths 0.5, 1, 2,
 # ..., 32, then the rest of the piece) keep each pole several half-widths away and the

@@ -47,6 +47,7 @@ def default_run(tmp_path_factory):
     return result, cwd
 
 
+@pytest.mark.install_independent
 def test_the_docs_show_what_the_documented_command_prints(default_run):
     """Every line of docs/diagnostics.md's output block, but the seconds and the steps per
     second: the table, the legend, the files, the reading and the progress bars. If this
@@ -60,6 +61,7 @@ def test_the_docs_show_what_the_documented_command_prints(default_run):
     assert _timeless(result.stderr.splitlines()) == _timeless(bars)
 
 
+@pytest.mark.install_independent
 def test_the_default_run_writes_the_figures_and_the_table(default_run):
     result, cwd = default_run
     out = cwd / "aot_demo"

@@ -76,6 +76,7 @@ def test_the_core_and_the_llm_layer_need_none_of_them():
     assert len(out.stdout.split()) == 2
 
 
+@pytest.mark.install_independent
 def test_the_demo_runs_without_matplotlib_and_says_how_to_get_the_plots(tmp_path):
     out = run_without(
         "matplotlib", "-m", "aot_loss", "demo", "--quick", "--no-progress", "--out", str(tmp_path)
@@ -85,6 +86,7 @@ def test_the_demo_runs_without_matplotlib_and_says_how_to_get_the_plots(tmp_path
     assert (tmp_path / "metrics.json").exists() and not list(tmp_path.glob("*.png"))
 
 
+@pytest.mark.install_independent
 def test_the_suite_collects_without_any_optional_package():
     """No file under tests/ (nor a doctest module) fails to import: what needs a missing
     package skips, naming it."""

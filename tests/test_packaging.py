@@ -51,6 +51,7 @@ def pure_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return wheel
 
 
+@pytest.mark.install_independent
 def test_default_wheel_is_pure_python_and_carries_its_license(pure_wheel):
     assert pure_wheel.name.endswith("-py3-none-any.whl")
     names = zipfile.ZipFile(pure_wheel).namelist()
@@ -66,6 +67,7 @@ def _quick_start() -> str:
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
+@pytest.mark.install_independent
 def test_the_wheel_installs_in_a_fresh_venv_and_runs_the_quick_start(pure_wheel, tmp_path):
     """What a user of the wheel meets: a new virtual environment with this torch and the wheel,
     run from a folder that is not this clone, so nothing here can stand in for the install."""
