@@ -114,7 +114,7 @@ def test_an_explicit_reference_model():
     torch.testing.assert_close(model.rewards(*as_batch().values()), want)
 
 
-OPTIONS = [{"beta": 0.5}, {"loss": "hinge", "beta": 0.3}, {"loss": "squared_hinge", "beta": 1.0, "reduction": "sum"}, {"sort": "soft", "soft_strength": 2.0}]  # fmt: skip
+OPTIONS = [{"beta": 0.5}, {"loss": "hinge", "beta": 0.3}, {"loss": "squared_hinge", "beta": 1.0, "reduction": "sum"}, {"sort": "soft", "soft_strength": 2.0}, {"beta": 0.5, "order": 2, "quantile_range": (0.0, 0.5)}]  # fmt: skip
 
 
 @pytest.mark.parametrize("options", OPTIONS)

@@ -67,7 +67,12 @@ def test_loss_equals_trls_own_formula(loss_type, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("options", "smoothing"), [({"loss": "hinge"}, 0.0), ({"sort": "soft", "soft_strength": 2.0}, 0.1)]
+    ("options", "smoothing"),
+    [
+        ({"loss": "hinge"}, 0.0),
+        ({"sort": "soft", "soft_strength": 2.0}, 0.1),
+        ({"order": 2, "quantile_range": (0.1, 0.9)}, 0.1),
+    ],
 )
 def test_aot_options_reach_the_loss(options, smoothing, tmp_path):
     trainer = make_trainer(AOTDPOTrainer, "aot", tmp_path, smoothing, aot_options=options, chunk_size=3)

@@ -207,3 +207,10 @@ def test_a_list_range_is_a_range_and_bools_never_hit_the_cache():
     aot_loss.unpaired(u, v, quantile_range=(0.0, 1.0))
     with pytest.raises(TypeError, match=r"quantile_range\[0\] must be a real number"):
         aot_loss.unpaired(u, v, quantile_range=(False, True))
+
+
+def test_check_finite_and_nan_with_order2():
+    u, v = torch.tensor([0.0, float("nan")], dtype=f64), torch.tensor([1.0], dtype=f64)
+    with pytest.raises(ValueError, match="r_pos contains NaN or infinite values"):
+        aot_loss.unpaired(u, v, order=2, check_finite=True)
+    assert aot_loss.unpaired(u, v, order=2).isnan()
