@@ -2,7 +2,7 @@
 ``library``): default kernels, fakes and autograd.
 
 ``soft_sort(x, strength, regularization)`` soft-sorts the last dim and returns
-``(values, state)``; ``state`` packs what the backward needs (see ``_pav``).
+``(values, state)``; ``state`` packs what the backward needs (see ``pav``).
 ``soft_sort_backward(grad, x, state, regularization)`` returns the gradient with respect to
 ``x``.
 The plain torch kernels of ``pav`` are the default (CompositeExplicitAutograd) kernels; the

@@ -1,5 +1,5 @@
-// CPU binding of aot_loss::dominance (schema in aot_loss/_library.py): unpacks tensors and runs
-// the torch-free kernel in kernels/dominance.h. LibTorch stable ABI only, so one build
+// CPU binding of aot_loss::dominance (schema in aot_loss/ops/library.py): unpacks tensors and runs
+// the torch-free kernel in cpu/dominance.h. LibTorch stable ABI only, so one build
 // serves every torch >= 2.10.
 #include <torch/csrc/stable/library.h>
 #include <torch/csrc/stable/tensor.h>

@@ -1,6 +1,6 @@
-// CUDA binding of aot_loss::dominance (schema in aot_loss/_library.py): checks and unpacks
+// CUDA binding of aot_loss::dominance (schema in aot_loss/ops/library.py): checks and unpacks
 // tensors, allocates outputs and scratch through torch's caching allocator, and launches
-// the torch-free kernels of kernels/dominance_cuda.cu on the current stream. LibTorch stable
+// the torch-free kernels of cuda/dominance_cuda.cu on the current stream. LibTorch stable
 // ABI only. Built only on request against a CUDA torch (AOT_LOSS_BUILD_CUDA=1, setup.py).
 #include <torch/csrc/inductor/aoti_torch/c/shim.h>
 #include <torch/csrc/stable/accelerator.h>

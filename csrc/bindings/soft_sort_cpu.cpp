@@ -1,6 +1,6 @@
 // CPU binding of aot_loss::soft_sort and aot_loss::soft_sort_backward (schemas in
-// aot_loss/_library.py): checks and unpacks tensors and runs the torch-free kernels in
-// kernels/soft_sort.h. LibTorch stable ABI only.
+// aot_loss/ops/library.py): checks and unpacks tensors and runs the torch-free kernels in
+// cpu/soft_sort.h. LibTorch stable ABI only.
 #include <torch/csrc/stable/library.h>
 #include <torch/csrc/stable/ops.h>
 #include <torch/csrc/stable/tensor.h>

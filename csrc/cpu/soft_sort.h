@@ -1,6 +1,6 @@
 // Soft sort (Blondel et al. 2020, torchsort's soft_sort) by pool-adjacent-violators on a
 // stack: torch-free, raw pointers, parallelism supplied by the caller. Semantics and the
-// block-relative levels are those of aot_loss/_pav.py:
+// block-relative levels are those of aot_loss/ops/pav.py:
 //   z = stable ascending sort of a row, delta = 1 / strength;
 //   blocks [a, a + L) pool while the level of a block is not above the next one's;
 //   L2: level = mean(z) - delta (a + (L - 1) / 2), value_i = level + i delta;
