@@ -25,7 +25,7 @@ from typing import Any, Literal, cast
 import torch
 
 from ._costs import COSTS, CostFn, Loss
-from ._validation import SoftSortBackend, check_soft_sort_backend, check_strength, real
+from ._validation import SoftSortBackend, check_choice, check_soft_sort_backend, check_strength, real
 
 Reduction = Literal["mean", "sum", "none"]
 REDUCTIONS = ("mean", "sum", "none")
@@ -36,12 +36,7 @@ SORTS = ("hard", "soft")
 
 
 def _one_of(choices: tuple[str, ...]) -> Callable[[str, object], object]:
-    def check(name: str, value: object) -> object:
-        if value not in choices:
-            raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-        return value
-
-    return check
+    return lambda name, value: check_choice(name, value, choices)
 
 
 def _loss(name: str, value: object) -> object:

@@ -37,11 +37,16 @@ def check_strength(name: str, strength: object) -> float:
     return value
 
 
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
+    """One of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
 def check_soft_sort_backend(name: str, backend: object) -> SoftSortBackend:
     """One of ``SOFT_SORT_BACKENDS``."""
-    if backend not in SOFT_SORT_BACKENDS:
-        raise ValueError(f"{name} must be one of {SOFT_SORT_BACKENDS}, got {backend!r}")
-    return cast(SoftSortBackend, backend)
+    return cast(SoftSortBackend, check_choice(name, backend, SOFT_SORT_BACKENDS))
 
 
 def check_no_soft_weights(sort: str, weights: Mapping[str, Tensor | None]) -> None:
