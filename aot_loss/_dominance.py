@@ -12,11 +12,11 @@ from typing import Any, cast
 from torch import Tensor
 
 from . import _distributed
-from ._costs import check_custom_costs, checked_cost
+from ._costs import check_custom_costs
 from ._coupling import couple
 from ._dtypes import upcast
 from ._options import Options
-from ._orders import contributions, is_full
+from ._orders import shares
 from ._reduction import reduce_cells, reduce_shares
 from .ops import dispatch
 from .ops.autograd import reduced_costs, soft_sort_last
@@ -49,11 +49,9 @@ def dominance_cost(
             u, v, u_weights, v_weights, name, options.beta, options.label_smoothing, options.reduction
         )
     coupling = couple(u, v, u_weights, v_weights)
-    if options.order != 1 or not is_full(options.quantile_range):
-        cost = checked_cost(options.cost) if options.custom_cost else options.cost
-        shares = contributions(coupling.diff, coupling.mass, cost, options.name, options.beta,
-                               options.label_smoothing, options.order, options.quantile_range)  # fmt: skip
-        return reduce_shares(shares, options.reduction, rows=u.dim() == 2).to(u.dtype)
+    if not options.plain:
+        cell_shares = shares(coupling.diff, coupling.mass, options)
+        return reduce_shares(cell_shares, options.reduction, rows=u.dim() == 2).to(u.dtype)
     costs = options.cost(coupling.diff)
     if options.custom_cost:
         check_custom_costs(costs, coupling.diff)

@@ -148,6 +148,11 @@ class Options:
         object.__setattr__(self, "name", self.loss if builtin else None)
         object.__setattr__(self, "custom_cost", not builtin)
 
+    @property
+    def plain(self) -> bool:
+        """First order over every level: what the native op and the pairwise path compute."""
+        return self.order == 1 and self.quantile_range == (0.0, 1.0)
+
 
 OPTIONS = tuple(f for f in fields(Options) if f.init)
 NAMES = tuple(f.name for f in OPTIONS)

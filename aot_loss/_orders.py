@@ -29,7 +29,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._costs import CostFn
+from ._costs import CostFn, checked_cost
+from ._options import Options
 
 # The quadrature rule: around the crossing g = 0 the remainder log(1 + exp(-y)), y = scale |g|,
 # varies on the scale y ~ 1 and has poles at y = +-i pi; panels graded in y (widths 0.5, 1, 2,
@@ -39,6 +40,15 @@ from ._costs import CostFn
 _GRADES = (0.0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5, 63.5)
 _SPLITS = 2
 _NODES, _WEIGHTS = (torch.from_numpy(a) for a in np.polynomial.legendre.leggauss(8))
+
+
+def shares(diff: Tensor, mass: Tensor | None, options: Options) -> Tensor:
+    """:func:`contributions` for the validated ``options`` (a callable cost checked as it runs)."""
+    cost = checked_cost(options.cost) if options.custom_cost else options.cost
+    return contributions(
+        diff, mass, cost, options.name, options.beta, options.label_smoothing, options.order,
+        options.quantile_range,
+    )  # fmt: skip
 
 
 def contributions(
@@ -181,8 +191,3 @@ def _quadrature(
     integrand = h(gn) * tn * half.unsqueeze(-1) * weights
     total = integrand.sum((-1, -2, -3, -4))
     return torch.where(constant, h(e) * (b - a), total)
-
-
-def is_full(quantile_range: tuple[float, float]) -> bool:
-    """Whether every level counts."""
-    return quantile_range[0] == 0.0 and quantile_range[1] == 1.0

@@ -21,11 +21,11 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ._costs import Loss, check_custom_costs, checked_cost
+from ._costs import Loss, check_custom_costs
 from ._coupling import Coupling, couple_values, cumulative_mass, integrate
 from ._dtypes import as_dtype, compute_dtype, upcast
 from ._options import check_options
-from ._orders import contributions, is_full
+from ._orders import shares
 from ._sort import sort_values, stable_sort
 from ._validation import check_sample_pair, check_weights
 
@@ -277,14 +277,9 @@ def ot_violation(
          "quantile_range": quantile_range}
     )  # fmt: skip
     cells = _couple(u, v, u_weights, v_weights)
-    if order != 1 or not is_full(options.quantile_range):
+    if not options.plain:
         with torch.no_grad():
-            cost = checked_cost(options.cost) if options.custom_cost else options.cost
-            shares = contributions(
-                cells.diff, cells.mass, cost, options.name, options.beta,
-                options.label_smoothing, options.order, options.quantile_range,
-            )  # fmt: skip
-        return shares.sum(-1).to(cells.diff.dtype)
+            return shares(cells.diff, cells.mass, options).sum(-1).to(cells.diff.dtype)
     costs = options.cost(cells.diff)
     if options.custom_cost:
         check_custom_costs(costs, cells.diff)

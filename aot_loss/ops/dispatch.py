@@ -83,7 +83,7 @@ def _dominance_unserved(
             f"backend='native' has no kernel for loss={options.name!r}: the native library computes "
             f"{status.costs} (rebuild it: {native.build_command()})"
         )
-    if options.order != 1 or options.quantile_range != (0.0, 1.0):
+    if not options.plain:
         return ValueError(
             "backend='native' computes order=1 over every level; order=2 and quantile_range run on "
             "the torch path (backend='torch')"
