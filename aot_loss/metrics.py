@@ -28,6 +28,7 @@ from ._options import check_options
 from ._orders import shares
 from ._sort import sort_values, stable_sort
 from ._validation import check_sample_pair, check_weights
+from ._violation import lorenz_gap, violation_areas
 
 __all__ = [
     "LorenzCurves",
@@ -82,15 +83,24 @@ def fsd_violation(
 
 
 def fsd_violation_ratio(
-    u: Tensor, v: Tensor, *, u_weights: Tensor | None = None, v_weights: Tensor | None = None
+    u: Tensor,
+    v: Tensor,
+    *,
+    u_weights: Tensor | None = None,
+    v_weights: Tensor | None = None,
+    p: int = 1,
 ) -> Tensor:
     r"""The violation area of $Q_U - Q_V$ over its total area: almost stochastic dominance.
 
     $$
-    \varepsilon(U, V) = \frac{\int_0^1 \big(Q_V(t) - Q_U(t)\big)_+\,dt}
-    {\int_0^1 \big|Q_U(t) - Q_V(t)\big|\,dt}
-    = \frac{\sum_k \Delta_k\,(-d_k)_+}{\sum_k \Delta_k\,|d_k|}.
+    \varepsilon_p(U, V) = \frac{\int_0^1 \big(Q_V(t) - Q_U(t)\big)_+^p\,dt}
+    {\int_0^1 \big|Q_U(t) - Q_V(t)\big|^p\,dt}
+    = \frac{\sum_k \Delta_k\,(-d_k)_+^p}{\sum_k \Delta_k\,|d_k|^p}.
     $$
+
+    `p=1` is the ratio of areas; `p=2` is del Barrio et al.'s $\varepsilon_{W_2}$, the
+    statistic of the almost stochastic order test (see
+    [`almost_dominance`][aot_loss.stats.almost_dominance], which adds its confidence bound).
 
     U is $\varepsilon$-almost stochastically dominant over V (Leshno and Levy 2002; del
     Barrio et al. 2018) for every $\varepsilon$ at or above this ratio: 0 is dominance, 1/2
@@ -103,6 +113,7 @@ def fsd_violation_ratio(
         v: samples of V; any size $m \ge 1$.
         u_weights: non-negative masses of the `u` samples, or `None` for uniform.
         v_weights: the same for `v`.
+        p: 1 (areas) or 2 (squared gaps).
 
     Returns:
         The ratio in $[0, 1]$.
@@ -117,11 +128,7 @@ def fsd_violation_ratio(
         >>> fsd_violation_ratio(torch.tensor([0.0, 2.0, 5.0, 6.0]), torch.tensor([1.0, 1.0, 3.0, 4.0]))
         tensor(0.1667)
     """
-    cells = _couple(u, v, u_weights, v_weights)
-    violation = integrate(torch.relu(-cells.diff), cells.mass)
-    total = integrate(cells.diff.abs(), cells.mass)
-    # Only an exact zero total is 0/0; a NaN total (NaN samples) stays NaN.
-    return torch.where(total == 0, torch.zeros_like(total), violation / total)
+    return _ratio(u, v, u_weights, v_weights, 1, p)
 
 
 def ssd_violation(
@@ -166,7 +173,7 @@ def ssd_violation(
         >>> fsd_violation(u, v), ssd_violation(u, v), ssd_violation(v, u)
         (tensor(0.5000), tensor(0.), tensor(1.))
     """
-    start, end, length = _lorenz_gap(_couple(u, v, u_weights, v_weights))
+    start, end, length = lorenz_gap(_couple(u, v, u_weights, v_weights))
     low, high = torch.minimum(start, end), torch.maximum(start, end)
     # The share of each cell where the linear C is < 0: all of it, none, or up to the crossing.
     crossing = -low / (start.abs() + end.abs()).clamp_min(torch.finfo(torch.float64).tiny)
@@ -176,26 +183,33 @@ def ssd_violation(
 
 
 def ssd_violation_ratio(
-    u: Tensor, v: Tensor, *, u_weights: Tensor | None = None, v_weights: Tensor | None = None
+    u: Tensor,
+    v: Tensor,
+    *,
+    u_weights: Tensor | None = None,
+    v_weights: Tensor | None = None,
+    p: int = 1,
 ) -> Tensor:
     r"""The area where the Lorenz curve of U falls below V's over the area between them.
 
     $$
-    \varepsilon_2(U, V) = \frac{\int_0^1 \big(L_V(t) - L_U(t)\big)_+\,dt}
-    {\int_0^1 \big|L_V(t) - L_U(t)\big|\,dt},
+    \varepsilon^{(2)}_p(U, V) = \frac{\int_0^1 \big(L_V(t) - L_U(t)\big)_+^p\,dt}
+    {\int_0^1 \big|L_V(t) - L_U(t)\big|^p\,dt},
     $$
 
     the second-order counterpart of
     [`fsd_violation_ratio`][aot_loss.metrics.fsd_violation_ratio]: 0 is second-order
     dominance of U, 1 of V. Exact: both integrals of the piecewise linear
-    $L_U - L_V$ are sums over the cells of the merged grid, split at the crossings. When the
-    curves coincide the ratio is 0/0, defined as 0.
+    $L_U - L_V$ are sums over the cells of the merged grid, split at the crossings (for
+    `p=2`, of a linear function squared). When the curves coincide the ratio is 0/0,
+    defined as 0.
 
     Args:
         u: samples of U.
         v: samples of V; any size $m \ge 1$.
         u_weights: non-negative masses of the `u` samples, or `None` for uniform.
         v_weights: the same for `v`.
+        p: 1 (areas) or 2 (squared gaps).
 
     Returns:
         The ratio in $[0, 1]$.
@@ -211,16 +225,7 @@ def ssd_violation_ratio(
         >>> ssd_violation_ratio(torch.tensor([0.0, 3.0]), torch.tensor([1.0, 1.0]))
         tensor(0.7500)
     """
-    start, end, length = _lorenz_gap(_couple(u, v, u_weights, v_weights))
-    total_abs = start.abs() + end.abs()
-    opposite = start * end < 0
-    safe = torch.where(opposite, total_abs, 1.0)  # a crossing: both triangles, split there
-    low = torch.minimum(start, end)
-    below = torch.where(opposite, low.square() / (2 * safe), torch.relu(-(start + end)) / 2)
-    between = torch.where(opposite, (start.square() + end.square()) / (2 * safe), (start + end).abs() / 2)
-    violation, total = (length * below).sum(-1), (length * between).sum(-1)
-    ratio = torch.where(total == 0, torch.zeros_like(total), violation / total)  # NaN stays NaN
-    return _metric_dtype(ratio, u, v)
+    return _ratio(u, v, u_weights, v_weights, 2, p)
 
 
 def ot_violation(
@@ -429,24 +434,14 @@ def _lorenz(x: Tensor, weights: Tensor | None, t: Tensor) -> Tensor:
         return (below.gather(-1, j) + partial).to(dtype)
 
 
-def _lorenz_gap(cells: Coupling) -> tuple[Tensor, Tensor, Tensor]:
-    """C = L_U - L_V at the start and the end of each cell, and the cells' lengths, in
-    float64: C(t_k) = sum_{l <= k} length_l d_l.
-
-    A value of C within the rounding of its running sum (k eps sum_{l <= k} |length_l d_l|)
-    is 0: where the curves meet exactly, as after a prefix that U and V share or at t = 1
-    for equal means, the rounding of the cell lengths (1/3 is not a float) must not read as
-    a violation over the cells that follow."""
-    diff = cells.diff.to(torch.float64)
-    length = (
-        torch.full_like(diff, 1.0 / diff.shape[-1]) if cells.mass is None else cells.mass.to(torch.float64)
-    )
-    area = length * diff
-    end = area.cumsum(-1)
-    rounding = area.abs().cumsum(-1) * (diff.shape[-1] * torch.finfo(torch.float64).eps)
-    end = torch.where(end.abs() <= rounding, 0.0, end)
-    start = torch.nn.functional.pad(end, (1, 0))[..., :-1]
-    return start, end, length
+def _ratio(u: Tensor, v: Tensor, u_weights: object, v_weights: object, order: int, p: object) -> Tensor:
+    """The violation ratio of ``order`` with exponent ``p`` (0/0 is 0; NaN stays NaN)."""
+    if isinstance(p, bool) or p not in (1, 2):
+        raise ValueError(f"p must be 1 (areas) or 2 (squared gaps), got {p!r}")
+    violation, total = violation_areas(_couple(u, v, u_weights, v_weights), order, int(p))  # type: ignore[arg-type]
+    # Only an exact zero total is 0/0; a NaN total (NaN samples) stays NaN.
+    ratio = torch.where(total == 0, torch.zeros_like(total), violation / total)
+    return _metric_dtype(ratio, u, v)
 
 
 def _metric_dtype(value: Tensor, u: Tensor, v: Tensor) -> Tensor:

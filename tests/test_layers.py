@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "aot_loss"
 LAYERS = [  # lowest first
     {"_version", "_dtypes", "_optional"},
     {"_validation", "_sort", "_costs"},
-    {"_options", "_coupling", "_reduction", "_orders"},
+    {"_options", "_coupling", "_reduction", "_orders", "_violation"},
     {"ops", "ops.library", "ops.native", "ops.pav"},
     {"ops.dominance", "ops.soft_sort", "ops.dispatch"},
     {"ops.autograd"},

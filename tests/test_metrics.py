@@ -1,6 +1,7 @@
 """aot_loss.metrics against float64 NumPy oracles and planted answers."""
 
 import numpy as np
+import oracles
 import pytest
 import torch
 from hypothesis import given, settings
@@ -329,3 +330,23 @@ def test_second_order_metrics_name_bad_arguments():
         ssd_violation_ratio(torch.ones(2), [1.0])
     with pytest.raises(ValueError, match="grid must be an int >= 2"):
         lorenz_curves(torch.ones(2), torch.ones(2), 1)
+
+
+@pytest.mark.parametrize("order", [1, 2])
+@pytest.mark.parametrize("p", [1, 2])
+@pytest.mark.parametrize("n, m, weighted", [(7, 7, False), (5, 9, False), (6, 4, True)])
+def test_violation_ratios_with_p_equal_the_numpy_oracle(order, p, n, m, weighted):
+    rng = np.random.default_rng(31 * n + m + p)
+    u, v = rng.normal(0.2, 1.0, n), rng.normal(0.0, 1.5, m)
+    uw, vw = (rng.uniform(0.1, 2.0, n), rng.uniform(0.1, 2.0, m)) if weighted else (None, None)
+    below, total = oracles.violation_ratio(u, v, order, p, uw, vw)
+    metric = fsd_violation_ratio if order == 1 else ssd_violation_ratio
+    got = metric(_t(u), _t(v), **weight_kwargs(uw, vw), p=p).item()
+    assert got == pytest.approx(below / total, **approx("float64_sums"))
+
+
+@pytest.mark.parametrize("metric", [fsd_violation_ratio, ssd_violation_ratio])
+@pytest.mark.parametrize("p", [0, 3, 1.5, True, "2"])
+def test_violation_ratio_p_must_be_1_or_2(metric, p):
+    with pytest.raises(ValueError, match=r"p must be 1 \(areas\) or 2"):
+        metric(torch.randn(4), torch.randn(4), p=p)
