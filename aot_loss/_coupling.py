@@ -87,6 +87,23 @@ def couple_values(u: Tensor, v: Tensor, u_weights: Tensor | None, v_weights: Ten
         return Coupling(_diff(u_sorted, v_sorted, iu, iv, mass), mass)
 
 
+def couple_sorted(
+    u_sorted: Tensor, v_sorted: Tensor, u_weights: Tensor | None, v_weights: Tensor | None
+) -> Coupling:
+    """:func:`couple_values` of samples already sorted along the last dim: no sort. Weights
+    (non-negative, in the samples' order) make every row its own grid, as a bootstrap's
+    counts of each sorted sample do."""
+    with torch.no_grad():
+        if u_weights is None and v_weights is None:
+            iu, iv, mass = _grid(u_sorted, v_sorted, None, None)
+        else:
+            dtype = accumulation_dtype(u_sorted)
+            cum_u = _normalised_cumsum(u_weights, u_sorted, dtype)
+            cum_v = _normalised_cumsum(v_weights, v_sorted, dtype)
+            iu, iv, mass = _grid(u_sorted, v_sorted, cum_u, cum_v)
+        return Coupling(_diff(u_sorted, v_sorted, iu, iv, mass), mass)
+
+
 def integrate(values: Tensor, mass: Tensor | None) -> Tensor:
     """sum_k mass_k * values_k over the cells of each row; uniform 1/K when ``mass`` is None."""
     return values.mean(-1) if mass is None else (values * mass).sum(-1)
@@ -165,11 +182,16 @@ def cumulative_mass(
     weights: Tensor | None, perm: Tensor, sorted_values: Tensor, dtype: torch.dtype
 ) -> Tensor:
     """Cumulative masses of the sorted sample in ``dtype``, normalised so the last is exactly 1."""
+    return _normalised_cumsum(None if weights is None else weights.gather(-1, perm), sorted_values, dtype)
+
+
+def _normalised_cumsum(weights: Tensor | None, sorted_values: Tensor, dtype: torch.dtype) -> Tensor:
+    """Cumulative masses of weights in the order of ``sorted_values`` (uniform if None)."""
     n = sorted_values.shape[-1]
     if weights is None:
         steps = torch.arange(1, n + 1, device=sorted_values.device, dtype=dtype)
         return (steps / n).expand_as(sorted_values)
-    cum = weights.gather(-1, perm).to(dtype).cumsum(-1)
+    cum = weights.to(dtype).cumsum(-1)
     return cum / cum[..., -1:]
 
 

@@ -438,7 +438,7 @@ def _ratio(u: Tensor, v: Tensor, u_weights: object, v_weights: object, order: in
     """The violation ratio of ``order`` with exponent ``p`` (0/0 is 0; NaN stays NaN)."""
     if isinstance(p, bool) or p not in (1, 2):
         raise ValueError(f"p must be 1 (areas) or 2 (squared gaps), got {p!r}")
-    violation, total = violation_areas(_couple(u, v, u_weights, v_weights), order, int(p))  # type: ignore[arg-type]
+    violation, total = violation_areas(_couple(u, v, u_weights, v_weights), order, int(p))
     # Only an exact zero total is 0/0; a NaN total (NaN samples) stays NaN.
     ratio = torch.where(total == 0, torch.zeros_like(total), violation / total)
     return _metric_dtype(ratio, u, v)

@@ -17,7 +17,7 @@ LAYERS = [  # lowest first
     {"ops.autograd"},
     {"_distributed"},
     {"_dominance"},
-    {"functional", "modules", "metrics", "sorting", "_info"},
+    {"functional", "modules", "metrics", "sorting", "_info", "stats"},
     {"__init__", "__main__", "plot", "demo"},
     {"llm", "llm.data", "llm.logps", "llm.reference", "llm.losses", "llm.trl"},
 ]

@@ -35,6 +35,10 @@ TOLERANCES: dict[str, tuple[float, float]] = {
     "adaptive_quadrature": (1e-10, 1e-14),
     # the logistic cost's order-2 rule, as issue #30 bounds it (|beta g| up to 1e3)
     "logistic_rule": (1e-7, 1e-15),
+    # the exact violation ratio against deepsig's, summed on a grid of step dt = 0.0005
+    "deepsig_grid": (0.0, 1e-2),
+    # an upper confidence bound against deepsig.aso's: two bootstraps of 2000 resamples and its grid
+    "deepsig_bootstrap": (0.0, 3e-2),
     # a linear program's solution (HiGHS' feasibility tolerance)
     "linprog": (0.0, 1e-9),
     # the soft sort against its float64 NumPy oracle (np.testing's default rtol)
