@@ -1,4 +1,5 @@
 """python -m aot_loss demo: the demo (AOT and DPO on a small preference task).
+python -m aot_loss compare A.jsonl B.jsonl ...: test whether one model's scores dominate another's.
 python -m aot_loss info: versions, native library and backends.
 python -m aot_loss --version: the installed version."""
 
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Dispatch to a subcommand."""
-    from . import _info, demo
+    from . import _info, compare, demo
     from ._version import __version__
 
     parser = argparse.ArgumentParser(
@@ -26,10 +27,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_arguments(demo_parser)
+    compare_parser = commands.add_parser(
+        "compare",
+        help="test whether one model's scores dominate another's (almost stochastic dominance)",
+        description=compare.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    compare.add_arguments(compare_parser)
     commands.add_parser("info", help="versions, native library and backends")
     args = parser.parse_args(argv)
     if args.command == "demo":
         demo.run(demo.check_args(demo_parser, args))
+    elif args.command == "compare":
+        compare.run(compare_parser, args)
     else:
         _info.main()
 

@@ -45,7 +45,7 @@ from torch import Tensor
 from ._coupling import Coupling, couple_sorted
 from ._violation import violation_areas
 
-__all__ = ["AlmostDominance", "Ranking", "almost_dominance", "rank"]
+__all__ = ["AlmostDominance", "Ranking", "almost_dominance", "rank", "violation_ratio"]
 
 # Elements of the merged grid per batch of bootstrap rows: bounds the memory of a test (about
 # 60 bytes a cell) whatever n, m and the number of resamples.
@@ -146,6 +146,7 @@ def rank(
     threshold: float = 0.5,
     num_bootstrap: int = 1000,
     seed: int | None = None,
+    progress: Progress | None = None,
 ) -> Ranking:
     r"""Rank $k \ge 2$ models by almost stochastic dominance of their scores.
 
@@ -163,6 +164,8 @@ def rank(
         threshold: $\tau$ in (0, 1]: 0.5 is lenient, 0.2 strict.
         num_bootstrap: resamples per pair, at least 2.
         seed: seeds the resampling (the same seed, the same ranking); `None` draws one.
+        progress: called as `progress(done, total)` with the resamples done after each
+            batch of them (``python -m aot_loss compare`` draws its progress bar with it).
 
     Returns:
         A [`Ranking`][aot_loss.stats.Ranking] named tuple `(names, epsilon_upper, wins)`;
@@ -185,7 +188,8 @@ def rank(
     _check_order(order)
     level = _corrected_confidence(confidence, len(names) * (len(names) - 1) // 2)
     tau = _threshold(threshold)
-    upper = pairwise_upper(samples, order, level, _count("num_bootstrap", num_bootstrap, 2), _generator(seed))
+    resamples = _count("num_bootstrap", num_bootstrap, 2)
+    upper = _pairwise_upper(samples, order, level, resamples, _generator(seed), progress)
     wins = [int((upper[i] < tau).sum()) for i in range(len(names))]  # NaN (the diagonal) never wins
     means = [float(s.mean()) for s in samples]
     order_of = sorted(range(len(names)), key=lambda i: (-wins[i], -means[i]))
@@ -195,7 +199,7 @@ def rank(
     )
 
 
-def pairwise_upper(
+def _pairwise_upper(
     samples: Sequence[Tensor],
     order: int,
     level: float,
@@ -220,8 +224,34 @@ def pairwise_upper(
     return upper
 
 
-def epsilon(x: Tensor, y: Tensor, order: int) -> float:
-    """The violation ratio of sorted float64 samples (1/2 for identical ones)."""
+def violation_ratio(
+    u: Tensor | np.ndarray | Sequence[float], v: Tensor | np.ndarray | Sequence[float], *, order: int = 1
+) -> float:
+    r"""The violation ratio $\varepsilon(U, V)$ of :func:`almost_dominance` alone, without
+    the bootstrap: $\int (G_V - G_U)_+^2 / \int (G_V - G_U)^2$ with $G = Q$ (order 1) or
+    $L$ (order 2), 1/2 for identical samples.
+
+    Args:
+        u: scores of U; v: scores of V (tensors, NumPy arrays or sequences of real numbers).
+        order: 1 or 2.
+
+    Returns:
+        $\varepsilon$ in $[0, 1]$.
+
+    Shape:
+        - `u`: $(n,)$, `v`: $(m,)$.
+
+    Example:
+        >>> from aot_loss.stats import violation_ratio
+        >>> violation_ratio([1.0, 2.0], [1.0, 2.0]), violation_ratio([2.0, 3.0], [1.0, 2.0])
+        (0.5, 0.0)
+    """
+    _check_order(order)
+    return _epsilon(_sample("u", u), _sample("v", v), order)
+
+
+def _epsilon(x: Tensor, y: Tensor, order: int) -> float:
+    """The violation ratio of sorted float64 samples."""
     return float(_ratio(couple_sorted(x, y, None, None), order))
 
 
@@ -235,7 +265,7 @@ def _bootstrap(
 ) -> tuple[float, float]:
     """(epsilon, sigma) of sorted float64 samples: the resamples are rows of counts."""
     n, m = x.numel(), y.numel()
-    value = epsilon(x, y, order)
+    value = _epsilon(x, y, order)
     rows = max(1, _CELLS_PER_BATCH // (n + m))
     ratios = []
     for start in range(0, resamples, rows):

@@ -18,7 +18,7 @@ LAYERS = [  # lowest first
     {"_distributed"},
     {"_dominance"},
     {"functional", "modules", "metrics", "sorting", "_info", "stats"},
-    {"__init__", "__main__", "plot", "demo"},
+    {"__init__", "__main__", "plot", "demo", "compare"},
     {"llm", "llm.data", "llm.logps", "llm.reference", "llm.losses", "llm.trl"},
 ]
 LAYER = {module: i for i, layer in enumerate(LAYERS) for module in layer}
