@@ -153,7 +153,7 @@ class Evaluation:
     r_rejected: Tensor
     margins: Tensor  # log pi(chosen) - log pi(rejected), per pair
     ref_margins: Tensor
-    task_score: float
+    task_scores: Tensor  # the rule's score of the policy's sampled answer, per held-out prompt
 
     def row(self) -> dict[str, float]:
         """The table's columns."""
@@ -168,7 +168,7 @@ class Evaluation:
             "reward_margin_q50": q50,
             "reward_margin_q90": q90,
             "reward_accuracy": (gap > 0).double().mean().item(),
-            "task_score": self.task_score,
+            "task_score": self.task_scores.mean().item(),
         }
 
 
@@ -181,14 +181,14 @@ def evaluate(policy: TinyLM, held_out: Pairs, seed: int) -> Evaluation:
         r_rejected=pr - held_out.ref_rejected,
         margins=pc - pr,
         ref_margins=held_out.ref_chosen - held_out.ref_rejected,
-        task_score=task_score(policy, held_out.prompts, seed),
+        task_scores=task_scores(policy, held_out.prompts, seed),
     )
 
 
-def task_score(policy: TinyLM, prompts: Tensor, seed: int) -> float:
-    """The hidden rule's mean score over answers the policy samples for ``prompts``."""
+def task_scores(policy: TinyLM, prompts: Tensor, seed: int) -> Tensor:
+    """The hidden rule's score of an answer the policy samples for each of ``prompts``."""
     samples = sample_answers(policy, prompts, torch.Generator().manual_seed(seed + 2))
-    return score(prompts, samples).mean().item()
+    return score(prompts, samples)
 
 
 COLUMNS = (
@@ -239,10 +239,11 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
         start, train_pairs, held_out = build_task(args)
         policies = {name: train(start, train_pairs, name, fn, args, progress) for name, fn in LOSSES.items()}
         evaluations = {name: evaluate(policy, held_out, args.seed) for name, policy in policies.items()}
-        reference_score = task_score(start, held_out.prompts, args.seed)
+        reference_scores = task_scores(start, held_out.prompts, args.seed)
     finally:
         torch.set_num_threads(threads_before)
-    rows = {"reference": {"task_score": reference_score}} | {n: e.row() for n, e in evaluations.items()}
+    rows = {"reference": {"task_score": reference_scores.mean().item()}}
+    rows |= {n: e.row() for n, e in evaluations.items()}
 
     print(f"\nheld-out metrics ({args.held_out} pairs; rewards are log pi/pi_ref, beta={args.beta}):")
     print(format_table(rows))
@@ -257,12 +258,14 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     args.out.mkdir(parents=True, exist_ok=True)
     written = [args.out / "metrics.json"]
     written[0].write_text(json.dumps({"args": _jsonable(args), "rows": rows}, indent=2) + "\n")
+    written.append(_write_scores(reference_scores, evaluations, args.out / "scores"))
     if importlib.util.find_spec("matplotlib") is None:
         print(f"matplotlib is not installed: no plots ({install_command('matplotlib')})")
     else:
         written += _plots(evaluations, args.out)
     print(f"wrote {', '.join(str(p) for p in written)} in {time.perf_counter() - began:.0f} s")
     print("\n" + "\n".join(textwrap.fill(line, 110) for line in reading(rows)))
+    print(f"Beyond noise? python -m aot_loss compare {args.out / 'scores'}/*.jsonl --field task_score")
     return rows
 
 
@@ -321,6 +324,25 @@ def _plots(evaluations: dict[str, Evaluation], out: Path) -> list[Path]:
         path=paths[1],
     )
     return paths
+
+
+def _write_scores(reference: Tensor, evaluations: dict[str, Evaluation], folder: Path) -> Path:
+    """One .jsonl per policy (and the reference), one line per held-out prompt: the rule's
+    score of its sampled answer and, for the trained policies, the rewards of the held-out
+    pair, for ``python -m aot_loss compare``. Returns the files' pattern."""
+    folder.mkdir(parents=True, exist_ok=True)
+    columns = {"reference": {"task_score": reference}} | {
+        name: {"task_score": e.task_scores, "reward_chosen": e.r_chosen, "reward_rejected": e.r_rejected}
+        for name, e in evaluations.items()
+    }
+    for name, fields in columns.items():
+        values = {key: tensor.tolist() for key, tensor in fields.items()}
+        lines = (
+            json.dumps({"prompt": i} | {key: v[i] for key, v in values.items()})
+            for i in range(len(reference))
+        )
+        (folder / f"{name.lower().replace(' ', '_')}.jsonl").write_text("\n".join(lines) + "\n")
+    return folder / "*.jsonl"
 
 
 def _jsonable(args: argparse.Namespace) -> dict[str, object]:
