@@ -88,19 +88,18 @@ def couple_values(u: Tensor, v: Tensor, u_weights: Tensor | None, v_weights: Ten
 
 
 def couple_sorted(
-    u_sorted: Tensor, v_sorted: Tensor, u_weights: Tensor | None, v_weights: Tensor | None
+    u_sorted: Tensor, v_sorted: Tensor, u_counts: Tensor | None, v_counts: Tensor | None
 ) -> Coupling:
-    """:func:`couple_values` of samples already sorted along the last dim: no sort. Weights
-    (non-negative, in the samples' order) make every row its own grid, as a bootstrap's
-    counts of each sorted sample do."""
+    """:func:`couple_values` of samples already sorted along the last dim: no sort. With
+    integer ``u_counts`` and ``v_counts`` (rows of how often each sorted sample is drawn, as a
+    bootstrap draws them; both or neither), every row is its own grid, merged in exact
+    integer arithmetic like the uniform one."""
     with torch.no_grad():
-        if u_weights is None and v_weights is None:
+        if u_counts is None or v_counts is None:
             iu, iv, mass = _grid(u_sorted, v_sorted, None, None)
         else:
-            dtype = accumulation_dtype(u_sorted)
-            cum_u = _normalised_cumsum(u_weights, u_sorted, dtype)
-            cum_v = _normalised_cumsum(v_weights, v_sorted, dtype)
-            iu, iv, mass = _grid(u_sorted, v_sorted, cum_u, cum_v)
+            mass, from_u = _count_grid(u_counts, v_counts, u_sorted.dtype)
+            iu, iv = _cell_indices(from_u, u_sorted.shape[-1], v_sorted.shape[-1])
         return Coupling(_diff(u_sorted, v_sorted, iu, iv, mass), mass)
 
 
@@ -228,6 +227,42 @@ def _uniform_grid(n: int, m: int, device: torch.device, dtype: torch.dtype) -> t
     mass = steps.to(dtype) / (n * m)
     from_u = torch.zeros(n + m, dtype=torch.bool, device=device).scatter(0, rank_u, True)
     return mass, from_u
+
+
+def _count_grid(u_counts: Tensor, v_counts: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """:func:`_uniform_grid` for rows of integer counts (a row of ones is the uniform grid).
+    With a_i, b_j the running counts of U and V out of their totals N_u, N_v, U level i sits
+    at a_i N_v (units of 1/(N_u N_v)) and is preceded by the V levels b_j N_u < a_i N_v, that
+    is b_j <= (a_i N_v - 1) // N_u; V level j by the U levels a_i N_v <= b_j N_u. How many
+    running counts lie at or below each integer comes from one count of their values, so the
+    merge is O(n + m) gathers, not a search."""
+    rows, n = u_counts.shape[:-1], u_counts.shape[-1]
+    m = v_counts.shape[-1]
+    a, b = u_counts.cumsum(-1), v_counts.cumsum(-1)
+    total_u, total_v = a[..., -1:], b[..., -1:]
+    rank_u = torch.arange(n, device=a.device) + _at_most(
+        b, (a * total_v - 1).div(total_u, rounding_mode="floor")
+    )
+    rank_v = torch.arange(m, device=a.device) + _at_most(a, (b * total_u).div(total_v, rounding_mode="floor"))
+    shape = (*rows, n + m)
+    numerators = a.new_empty(shape).scatter_(-1, rank_u, a * total_v).scatter_(-1, rank_v, b * total_u)
+    steps = torch.diff(numerators, dim=-1, prepend=numerators.new_zeros((*rows, 1)))
+    mass = steps.to(dtype) / (total_u * total_v).to(dtype)
+    from_u = torch.zeros(shape, dtype=torch.bool, device=a.device).scatter_(-1, rank_u, True)
+    return mass, from_u
+
+
+def _at_most(running: Tensor, bound: Tensor) -> Tensor:
+    """How many entries of each row of the non-decreasing integer ``running`` (values 0 to
+    its last) are <= each ``bound`` (a negative bound: none)."""
+    width = int(running[..., -1].max()) + 1
+    offsets = (
+        torch.arange(running[..., 0].numel(), device=running.device).view((*running.shape[:-1], 1)) * width
+    )
+    counts = torch.bincount((running + offsets).flatten(), minlength=offsets.numel() * width)
+    at_most = counts.view(*running.shape[:-1], width).cumsum(-1)
+    found = at_most.gather(-1, bound.clamp(0, width - 1))
+    return torch.where(bound < 0, 0, found)
 
 
 def _cell_indices(from_u: Tensor, n: int, m: int) -> tuple[Tensor, Tensor]:

@@ -12,7 +12,7 @@ from oracles import quantile_integral
 from strategies import samples, weights_for
 from tolerances import approx, tol
 
-from aot_loss._coupling import couple, cumulative_mass, integrate, plan
+from aot_loss._coupling import couple, couple_sorted, cumulative_mass, integrate, plan
 from aot_loss._reduction import cell_count, reduce_cells, reduce_rows
 
 
@@ -82,3 +82,23 @@ def test_cell_reductions_mean_is_the_integral_and_none_rescales_cells():
     torch.testing.assert_close(mean, integrate(costs, c.mass), **tol("exact"))
     torch.testing.assert_close(none.mean(), mean, **tol("float64"))
     torch.testing.assert_close(reduce_cells(costs, c, "sum", rows=False), none.sum(), **tol("exact"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_integer_counts_merge_exactly_as_the_samples_repeated(data):
+    """couple_sorted with counts (a bootstrap's rows) integrates like the repeated samples,
+    whose cells the NumPy oracle finds; a row of ones is the uniform grid, bit for bit."""
+    u, v = np.sort(data.draw(samples())), np.sort(data.draw(samples()))
+    cu = data.draw(st.lists(st.integers(0, 3), min_size=len(u), max_size=len(u)).filter(any))
+    cv = data.draw(st.lists(st.integers(0, 3), min_size=len(v), max_size=len(v)).filter(any))
+    counts = torch.tensor([cu, [1] * len(u)]), torch.tensor([cv, [1] * len(v)])
+    c = couple_sorted(torch.tensor(u).expand(2, -1), torch.tensor(v).expand(2, -1), *counts)
+    for f in (np.abs, np.square, lambda d: np.maximum(1.0 - d, 0.0)):
+        got = integrate(torch.from_numpy(f(c.diff.numpy())), c.mass)[0].item()
+        assert got == pytest.approx(
+            quantile_integral(np.repeat(u, cu), np.repeat(v, cv), f), **approx("float64")
+        )
+    uniform = couple(torch.tensor(u), torch.tensor(v), None, None)
+    if uniform.mass is not None:  # n != m: the merged uniform grid
+        assert torch.equal(c.mass[1], uniform.mass) and torch.equal(c.diff[1], uniform.diff)
