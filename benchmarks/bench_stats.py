@@ -49,7 +49,7 @@ def main() -> None:
         ours = _wall(
             lambda u=u, v=v: almost_dominance(u, v, num_bootstrap=resamples, seed=0), 1 if args.quick else 3
         )
-        few, more = (1, 2) if args.quick else (2, 4)
+        few, more = 2, 4
         t_few, t_more = (
             _wall(
                 lambda q=q, u=u, v=v: aso(

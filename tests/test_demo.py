@@ -62,6 +62,24 @@ def test_the_docs_show_what_the_documented_command_prints(default_run):
 
 
 @pytest.mark.install_independent
+def test_compare_prints_what_the_docs_show_on_the_demos_scores(default_run):
+    """docs/dominance-tests.md's worked example: `python -m aot_loss compare` on the files the
+    documented demo run wrote (the shell's glob order: sorted), output line for line."""
+    _, cwd = default_run
+    page = (ROOT / "docs" / "dominance-tests.md").read_text()
+    (block,) = re.findall(r"^```text\n\$ (python -m aot_loss compare .*?)\n(.*?)^```", page, re.S | re.M)
+    command, documented = block
+    args = command.split()[4:]
+    files = sorted(str(p.relative_to(cwd)) for p in (cwd / "aot_demo" / "scores").glob("*.jsonl"))
+    assert args[0] == "aot_demo/scores/*.jsonl" and len(files) == 1 + len(demo.LOSSES)
+    result = run_module("compare", *files, *args[1:], "--no-progress", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == documented.splitlines()
+    rows = [json.loads(line) for line in (cwd / "aot_demo" / "scores" / "dpo.jsonl").read_text().splitlines()]
+    assert len(rows) == 1024 and set(rows[0]) == {"prompt", "task_score", "reward_chosen", "reward_rejected"}
+
+
+@pytest.mark.install_independent
 def test_the_default_run_writes_the_figures_and_the_table(default_run):
     result, cwd = default_run
     out = cwd / "aot_demo"
