@@ -137,3 +137,23 @@ def test_the_command_runs_as_a_module_without_traceback(tmp_path):
     )
     assert result.returncode == 2 and "a.jsonl:1: field 'reward' is not a number: 'x'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_progress_bar_appears_only_past_a_second(monkeypatch, capsys):
+    from aot_loss import compare
+
+    clock = iter([0.0, 0.5, 0.9, 1.5, 2.0])
+    monkeypatch.setattr(compare.time, "perf_counter", lambda: next(clock))
+    bar = compare._ProgressBar()  # reads 0.0
+    bar(100, 400)  # 0.5 s: nothing yet
+    bar(200, 400)  # 0.9 s
+    assert capsys.readouterr().err == ""
+    bar(300, 400)  # 1.5 s: shown from now on (stderr is not a terminal: only the last line)
+    bar(400, 400)
+    assert capsys.readouterr().err == f"bootstrap [{'#' * 30}] 400/400\n"
+
+
+def test_a_fast_bootstrap_draws_no_bar(tmp_path, capsys):
+    _write_models(tmp_path)
+    main(["compare", str(tmp_path / "low.jsonl"), str(tmp_path / "high.npy"), "--bootstrap", "20"])
+    assert capsys.readouterr().err == ""
