@@ -20,26 +20,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--version", action="version", version=f"aot-loss {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo_parser = commands.add_parser(
-        "demo",
-        help="train AOT and DPO on a small preference task",
-        description=demo.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    demo.add_arguments(demo_parser)
-    compare_parser = commands.add_parser(
-        "compare",
-        help="test whether one model's scores dominate another's (almost stochastic dominance)",
-        description=compare.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    compare.add_arguments(compare_parser)
+    helps = {
+        demo: "train AOT and DPO on a small preference task",
+        compare: "test whether one model's scores dominate another's (almost stochastic dominance)",
+    }
+    parsers = {}
+    for module, text in helps.items():
+        name = module.__name__.rpartition(".")[2]
+        parsers[name] = commands.add_parser(
+            name, help=text, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
+        module.add_arguments(parsers[name])
     commands.add_parser("info", help="versions, native library and backends")
     args = parser.parse_args(argv)
     if args.command == "demo":
-        demo.run(demo.check_args(demo_parser, args))
+        demo.run(demo.check_args(parsers["demo"], args))
     elif args.command == "compare":
-        compare.run(compare_parser, args)
+        compare.run(parsers["compare"], args)
     else:
         _info.main()
 
