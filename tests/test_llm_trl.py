@@ -11,9 +11,10 @@ from tolerances import approx, tol
 
 trl = import_or_skip("trl")
 datasets = import_or_skip("datasets")
+transformers = import_or_skip("transformers")
 
 from test_llm_data import make_tokenizer  # noqa: E402
-from test_llm_logps import tiny_model  # noqa: E402
+from test_llm_logps import VOCAB, tiny_model  # noqa: E402
 
 import aot_loss  # noqa: E402
 from aot_loss.llm import sequence_logps  # noqa: E402
@@ -28,20 +29,43 @@ ROWS = [
 ]
 
 
-def make_trainer(cls, loss_type: str, tmp_path, label_smoothing: float = 0.1, **kwargs):
+def tiny_moe(dtype=torch.float32):
+    """A two-expert Mixtral small enough for a CPU step; its router adds an auxiliary loss."""
+    torch.manual_seed(0)
+    config = transformers.MixtralConfig(
+        num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, hidden_size=16,
+        intermediate_size=32, vocab_size=VOCAB, max_position_embeddings=64, num_local_experts=2,
+        num_experts_per_tok=1,
+    )  # fmt: skip
+    return transformers.MixtralForCausalLM(config).to(dtype).eval()
+
+
+def make_trainer(
+    cls,
+    loss_type,
+    tmp_path,
+    label_smoothing: float = 0.1,
+    model=tiny_model,
+    reference=True,
+    config=None,
+    **kwargs,
+):
     torch.manual_seed(0)
     tokenizer = make_tokenizer()
-    policy = tiny_model("gpt2", torch.float32)
+    policy = model("gpt2", torch.float32) if model is tiny_model else model()
     with torch.no_grad():  # a policy away from its reference, so rewards are not all zero
         for p in policy.parameters():
             p.add_(torch.randn_like(p) * 0.05)
-    config = trl.DPOConfig(
+    settings = dict(
         output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=2, loss_type=loss_type, beta=0.5,
         label_smoothing=label_smoothing, learning_rate=1e-2, report_to=[], logging_steps=1, use_cpu=True,
         save_strategy="no", disable_tqdm=True, bf16=False,  # float32: comparable to 1e-5
     )  # fmt: skip
+    ref = None
+    if reference:
+        ref = model("gpt2", torch.float32) if model is tiny_model else model()
     return cls(
-        model=policy, ref_model=tiny_model("gpt2", torch.float32), args=config,
+        model=policy, ref_model=ref, args=trl.DPOConfig(**(settings | (config or {}))),
         train_dataset=datasets.Dataset.from_list(ROWS), processing_class=tokenizer, **kwargs,
     )  # fmt: skip
 
@@ -62,8 +86,10 @@ def test_loss_equals_trls_own_formula(loss_type, tmp_path):
         want = theirs.compute_loss(theirs.model, batch)
     torch.testing.assert_close(got, want, **tol("float32_paths"))
     assert got.item() != pytest.approx(0.6931, **approx("coarse"))  # the rewards are not all zero
-    logged = ours._metrics["eval"]  # the model is in eval mode outside train()
-    assert logged["rewards/accuracies"] and logged["aot/dominance_violation"]
+    logged, trls = ours._metrics["eval"], theirs._metrics["eval"]  # eval mode outside train()
+    assert set(trls) <= set(logged) and logged["aot/dominance_violation"]
+    for name in ("entropy", "logits/chosen", "mean_token_accuracy", "rewards/margins", "logps/rejected"):
+        assert logged[name] == pytest.approx(trls[name], **approx("float32_relative")), name
 
 
 @pytest.mark.parametrize(
@@ -75,7 +101,7 @@ def test_loss_equals_trls_own_formula(loss_type, tmp_path):
     ],
 )
 def test_aot_options_reach_the_loss(options, smoothing, tmp_path):
-    trainer = make_trainer(AOTDPOTrainer, "aot", tmp_path, smoothing, aot_options=options, chunk_size=3)
+    trainer = make_trainer(AOTDPOTrainer, "aot", tmp_path, smoothing, aot_options=options)
     batch = first_batch(trainer)
     with torch.no_grad():
         got = trainer.compute_loss(trainer.model, batch)
@@ -87,26 +113,34 @@ def test_aot_options_reach_the_loss(options, smoothing, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("loss_type", "options", "chunk_size", "error", "message"),
+    ("loss_type", "options", "kwargs", "error", "message"),
     [
-        ("aot", {"loss": "hinge"}, None, ValueError, r"label_smoothing=0.1 applies to loss='logistic' only"),
-        ("aot", {"sort": "soft", "soft_strength": -1.0}, None, ValueError, r"soft_strength must be .*, got -1.0"),
-        ("aot", {"pos_weights": torch.ones(4)}, None, ValueError, r"aot_options got an unknown option 'pos_weights'; the options are \('loss', "),
-        ("aot_unpaired", {"backend": "cuda"}, None, ValueError, r"backend must be one of \('auto', 'torch', 'native'\), got 'cuda'"),
-        ("sigmoid", {"loss": "hinge"}, None, ValueError, r"aot_options apply to loss_type 'aot' or 'aot_unpaired' alone, got loss_type=\['sigmoid'\]"),
-        ("aot", {}, 0, ValueError, r"chunk_size must be a positive int or None, got 0"),
-        ("aot", {"group": "all"}, None, ValueError, r"group must be .*, got 'all'"),
-        ("aot_pair", {}, None, ValueError, r"loss_type 'aot_pair' is TRL's old name \(before 0.28\) for the unpaired loss, now 'aot_unpaired'"),
+        ("aot", {"loss": "hinge"}, {}, ValueError, r"label_smoothing=0.1 applies to loss='logistic' only"),
+        ("aot", {"sort": "soft", "soft_strength": -1.0}, {}, ValueError, r"soft_strength must be .*, got -1.0"),
+        ("aot", {"pos_weights": torch.ones(4)}, {}, ValueError, r"aot_options got an unknown option 'pos_weights'; the options are \('loss', "),
+        ("aot_unpaired", {"backend": "cuda"}, {}, ValueError, r"backend must be one of \('auto', 'torch', 'native'\), got 'cuda'"),
+        ("sigmoid", {"loss": "hinge"}, {}, ValueError, r"aot_options need an 'aot' or 'aot_unpaired' term in loss_type, got loss_type=\['sigmoid'\]"),
+        ("aot", {}, {"chunk_size": 4}, ValueError, r"AOTDPOTrainer takes no chunk_size: it runs TRL's forward passes"),
+        ("aot", {"group": "all"}, {}, ValueError, r"group must be .*, got 'all'"),
+        ("aot_pair", {}, {}, ValueError, r"loss_type 'aot_pair' is TRL's old name \(before 0.28\) for the unpaired loss, now 'aot_unpaired'"),
     ],
 )  # fmt: skip
-def test_bad_options_fail_when_built(loss_type, options, chunk_size, error, message, tmp_path):
+def test_bad_options_fail_when_built(loss_type, options, kwargs, error, message, tmp_path):
     with pytest.raises(error, match=message):
-        make_trainer(AOTDPOTrainer, loss_type, tmp_path, aot_options=options, chunk_size=chunk_size)
+        make_trainer(AOTDPOTrainer, loss_type, tmp_path, aot_options=options, **kwargs)
+
+
+def test_trls_own_refusals_stand(tmp_path):
+    """f-divergences other than the reverse KL have no AOT form: TRL's message, unchanged."""
+    with pytest.raises(
+        ValueError, match=r"`f_divergence_type='forward_kl'` is only supported for the following"
+    ):
+        make_trainer(AOTDPOTrainer, "aot", tmp_path, config={"f_divergence_type": "forward_kl"})
 
 
 @pytest.mark.parametrize("loss_type", ["aot", "aot_unpaired"])
 def test_two_training_steps(loss_type, tmp_path):
-    trainer = make_trainer(AOTDPOTrainer, loss_type, tmp_path, aot_options={"sort": "soft"}, chunk_size=4)
+    trainer = make_trainer(AOTDPOTrainer, loss_type, tmp_path, aot_options={"sort": "soft"})
     policy_before = copy.deepcopy(trainer.model.state_dict())
     reference_before = copy.deepcopy(trainer.ref_model.state_dict())
     output = trainer.train()
@@ -133,3 +167,98 @@ def test_other_loss_types_go_to_trl(tmp_path):
 def test_options_owned_by_the_config_are_refused(name, tmp_path):
     with pytest.raises(ValueError, match=rf"aot_options must not set '{name}'"):
         make_trainer(AOTDPOTrainer, "aot", tmp_path, aot_options={name: 0.2})
+
+
+def one_step(cls, tmp_path, loss_type, **kwargs):
+    """The training loss and the parameters after one SGD step (SGD: an update proportional to
+    the gradient, so float32 rounding stays rounding; Adam's first step is its sign)."""
+    trainer = make_trainer(cls, loss_type, tmp_path, **kwargs)
+    trainer.args.max_steps, trainer.args.optim = 1, "sgd"
+    output = trainer.train()
+    parameters = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    return output.training_loss, parameters, trainer
+
+
+def assert_same_step(ours, theirs):
+    assert ours[0] == pytest.approx(theirs[0], **approx("float32_relative"))
+    assert ours[1].keys() == theirs[1].keys() and ours[1]
+    for name, value in ours[1].items():
+        torch.testing.assert_close(value, theirs[1][name], **tol("float32_model"), msg=name)
+
+
+SETTINGS = {
+    "loss_weights": ("aot", {"config": {"loss_weights": [0.5]}}),
+    "mixed_terms": (["aot", "sft"], {"config": {"loss_weights": [1.0, 0.5]}}),
+    "mixed_unpaired": (["sigmoid", "aot_unpaired"], {"config": {"loss_weights": [0.3, 2.0]}}),
+    "ld_alpha": ("aot", {"config": {"ld_alpha": 0.5}}),
+    "ld_alpha_unpaired": ("aot_unpaired", {"config": {"ld_alpha": 0.5}}),
+    "precompute": ("aot_unpaired", {"config": {"precompute_ref_log_probs": True}}),
+    "accumulation": ("aot", {"config": {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 2}}),
+    "moe_router_loss": ("aot", {"model": tiny_moe, "config": {"router_aux_loss_coef": 0.01}}),
+}
+
+
+@pytest.mark.parametrize("setting", sorted(SETTINGS))
+def test_one_step_equals_trls_with_the_same_setting(setting, tmp_path):
+    loss_type, kwargs = SETTINGS[setting]
+    ours = one_step(AOTDPOTrainer, tmp_path, loss_type, **kwargs)
+    theirs = one_step(trl.DPOTrainer, tmp_path, loss_type, **kwargs)
+    assert_same_step(ours, theirs)
+    if setting == "moe_router_loss":
+        assert ours[2].aux_loss_enabled and ours[2].state.log_history[0]["aux_loss"] > 0
+
+
+def test_one_step_with_peft_adapters_equals_trls(tmp_path):
+    peft = import_or_skip("peft")
+    lora = peft.LoraConfig(
+        r=4, lora_alpha=8, target_modules=["c_attn"], fan_in_fan_out=True, lora_dropout=0.0
+    )
+    kwargs = {"reference": False, "peft_config": lora}
+    ours = one_step(AOTDPOTrainer, tmp_path, "aot_unpaired", **kwargs)
+    theirs = one_step(trl.DPOTrainer, tmp_path, "aot_unpaired", **kwargs)
+    assert_same_step(ours, theirs)
+    assert all("lora" in name for name in ours[1])
+
+
+def _wpo_weights(model, input_ids, attention_mask, completion_mask):
+    """TRL's WPO weight from the definition: exp of the mean over completion tokens of
+    log pi(token) - log sum_v pi_v^2, from the full logits (TRL reads its fused head)."""
+    logp = torch.log_softmax(
+        model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float(), -1
+    )
+    token = logp.gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+    mask = completion_mask[:, 1:].float()
+    aligned = (token - torch.logsumexp(2 * logp, -1)) * mask
+    return torch.exp(aligned.sum(1) / mask.sum(1).clamp_min(1))
+
+
+@pytest.mark.parametrize("loss_type", ["aot", "aot_unpaired"])
+def test_wpo_weights_are_the_masses_of_the_weighted_coupling(loss_type, tmp_path):
+    trainer = make_trainer(AOTDPOTrainer, [loss_type, "sigmoid"], tmp_path, config={"use_weighting": True})
+    batch = first_batch(trainer)
+    with torch.no_grad():
+        got = trainer.compute_loss(trainer.model, batch)
+        tensors = batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
+        completion = batch["completion_mask"].clone()
+        completion[:, 0] = 0  # a token at position 0 is not scored
+        pc, pr = sequence_logps(trainer.model, tensors[0], tensors[1], completion).chunk(2)
+        rc, rr = sequence_logps(trainer.ref_model, tensors[0], tensors[1], completion).chunk(2)
+        wc, wr = _wpo_weights(trainer.model, *tensors).chunk(2)
+        # the sigmoid term as TRL weighs it (TRL's own trainer, the same weights), plus the AOT term
+        sigmoid = make_trainer(trl.DPOTrainer, "sigmoid", tmp_path, config={"use_weighting": True})
+        trls = sigmoid.compute_loss(sigmoid.model, batch)
+    if loss_type == "aot":
+        term = aot_loss.paired(pc, pr, rc, rr, beta=0.5, label_smoothing=0.1, weights=wc * wr)
+    else:
+        term = aot_loss.unpaired(
+            pc - rc, pr - rr, beta=0.5, label_smoothing=0.1, pos_weights=wc, neg_weights=wr
+        )
+    torch.testing.assert_close(got, trls + term, **tol("float32_paths"))
+    unweighted = make_trainer(AOTDPOTrainer, [loss_type, "sigmoid"], tmp_path)
+    with torch.no_grad():
+        assert abs(unweighted.compute_loss(unweighted.model, batch).item() - got.item()) > 1e-3
+
+
+def test_trl_alone_refuses_wpo_weights_for_aot(tmp_path):
+    with pytest.raises(NotImplementedError, match="WPO-style weighting is not implemented for 'aot'"):
+        make_trainer(trl.DPOTrainer, "aot", tmp_path, config={"use_weighting": True})

@@ -1,5 +1,6 @@
-"""TRL integration: TRL's ``DPOTrainer`` with its ``aot`` / ``aot_unpaired`` losses computed by
-aot-loss, which adds costs, soft sorting, global coupling across ranks and the chunked LM head.
+"""TRL integration: TRL's ``DPOTrainer`` with its ``aot`` / ``aot_unpaired`` terms computed by
+aot-loss, which adds costs, soft sorting, second order, global coupling across ranks and WPO
+weights through the exact weighted coupling.
 
 Importing this module needs ``trl`` (the ``trl`` extra: ``pip install ".[trl]"`` in a clone);
 nothing else in aot_loss imports it.
@@ -19,10 +20,11 @@ from .._optional import missing
 from .._options import DEFAULTS as _OPTION_DEFAULTS
 from .._options import check_options as check_loss_options
 from ..functional import paired, unpaired
-from .logps import check_options, sequence_logps
 
 try:
+    from accelerate.utils import is_peft_model  # type: ignore[import-untyped]
     from trl import DPOTrainer
+    from trl.trainer.utils import add_fused_lm_head
 except (ImportError, RuntimeError) as error:
     # trl itself is missing, or one of its dependencies, which trl's lazy modules report as a
     # RuntimeError raised from the ImportError
@@ -43,33 +45,42 @@ _AOT_OPTIONS = tuple(_DEFAULTS)
 
 
 class AOTDPOTrainer(DPOTrainer):
-    r"""TRL's `DPOTrainer`, with `loss_type="aot"` (paired) or `"aot_unpaired"` computed by
-    [`aot_loss.paired`][aot_loss.paired] / [`aot_loss.unpaired`][aot_loss.unpaired].
+    r"""TRL's `DPOTrainer`, with each `"aot"` (paired) or `"aot_unpaired"` term of its loss
+    computed by [`aot_loss.paired`][aot_loss.paired] / [`aot_loss.unpaired`][aot_loss.unpaired].
 
-    With TRL's defaults the loss equals TRL's own: the logistic cost with the config's `beta`
-    and `label_smoothing`, on the summed completion log-probabilities of the chosen and
-    rejected halves of each batch. `aot_options` adds what TRL lacks:
+    Everything else is TRL's own: the forward passes (its fused LM head, PEFT adapters,
+    precomputed reference log-probabilities, `ld_alpha`), the other terms of a `loss_type`
+    list and their `loss_weights`, a mixture-of-experts model's router auxiliary loss, and every
+    metric TRL logs. TRL's `_compute_loss` runs with the AOT terms left out of its list; the
+    per-sequence log-probabilities it computes are read from its forward passes' outputs (a
+    forward hook), and each AOT term is added with its weight. With TRL's defaults each AOT
+    term equals TRL's own: the logistic cost with the config's `beta` and `label_smoothing`, on
+    the summed completion log-probabilities of the chosen and rejected halves of the batch.
+    `aot_options` adds what TRL lacks:
 
     - `loss`: another cost (`"hinge"`, `"squared_hinge"`, `"least_squares"`, a callable);
-    - `sort="soft"` and `soft_strength`;
+    - `sort="soft"` and `soft_strength`; `order=2` and `quantile_range`;
     - `group="world"`: couple the global batch across ranks (see the distributed page);
     - `backend`.
 
-    `chunk_size` computes the log-probabilities without the `[B, T, V]` logits (see
-    [`sequence_logps`][aot_loss.llm.sequence_logps]). Other loss types, or a list of
-    several, go to TRL unchanged.
+    `use_weighting=True` (WPO), which TRL refuses for AOT because sorting would misalign
+    per-pair weights, works here through the weighted coupling: TRL's WPO weight of each
+    sequence, $w = \exp(\text{mean over its tokens of } \log\pi - \log\sum_v \pi_v^2)$ (no
+    gradient), becomes the **mass** of its sample in the empirical distribution: for
+    `aot_unpaired` chosen rewards carry $w^+$ and rejected rewards $w^-$; for `aot` each pair's
+    margins carry $w^+ w^-$. Masses are normalised per side, so unlike TRL's multiplication
+    of per-pair losses the weights reshape the distributions compared and leave the loss's
+    scale alone. The other terms are weighted as TRL weighs them.
 
-    Each step logs TRL's `rewards/*` and `logps/*` metrics, plus
-    `aot/dominance_violation`, the [`fsd_violation`][aot_loss.metrics.fsd_violation] of U
-    over V.
+    Each step logs TRL's metrics plus `aot/dominance_violation`, the
+    [`fsd_violation`][aot_loss.metrics.fsd_violation] of U over V (of the last AOT term).
 
     Args:
         *args: as for `trl.DPOTrainer`.
-        aot_options: keyword options of the aot-loss function: any but `beta` and
+        aot_options: keyword options of the aot-loss functions: any but `beta` and
             `label_smoothing` (from the config), `reduction` (always `"mean"`) and the
             weights. They are validated here, with the config's `beta` and
-            `label_smoothing`, and only for an AOT `loss_type`.
-        chunk_size: LM-head chunk for the policy's and reference's log-probabilities.
+            `label_smoothing`, and need an AOT term in `loss_type`.
         **kwargs: as for `trl.DPOTrainer`.
 
     Shape:
@@ -81,7 +92,7 @@ class AOTDPOTrainer(DPOTrainer):
         from trl import DPOConfig
         from aot_loss.llm.trl import AOTDPOTrainer
 
-        config = DPOConfig(output_dir="out", loss_type="aot_unpaired", beta=0.1)
+        config = DPOConfig(output_dir="out", loss_type=["aot_unpaired", "sft"], loss_weights=[1.0, 0.1])
         trainer = AOTDPOTrainer(
             model=policy, ref_model=reference, args=config, train_dataset=dataset,
             processing_class=tokenizer, aot_options={"sort": "soft", "group": "world"},
@@ -90,13 +101,13 @@ class AOTDPOTrainer(DPOTrainer):
         ```
     """
 
-    def __init__(
-        self,
-        *args: Any,
-        aot_options: Mapping[str, Any] | None = None,
-        chunk_size: int | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *args: Any, aot_options: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        if "chunk_size" in kwargs:
+            raise ValueError(
+                "AOTDPOTrainer takes no chunk_size: it runs TRL's forward passes, whose fused LM head "
+                "computes the log-probabilities in tiles without the [B, T, V] logits; in a loop of "
+                "your own, aot_loss.llm.sequence_logps(chunk_size=...) does the same"
+            )
         options = dict(aot_options or {})
         for name in options:
             if name in (*_OWN_OPTIONS, "reduction"):
@@ -106,18 +117,32 @@ class AOTDPOTrainer(DPOTrainer):
                 raise ValueError(
                     f"aot_options got an unknown option {name!r}; the options are {_AOT_OPTIONS}"
                 )
-        check_options(chunk_size=chunk_size)
-        super().__init__(*args, **kwargs)
-        self.aot_options, self.aot_chunk_size = options, chunk_size
-        if "aot_pair" in self.loss_types:  # TRL would only fail at the first step, without a hint
+        config: Any = kwargs.get("args", args[2] if len(args) > 2 else None)
+        types = [] if config is None else list(config.loss_type)
+        if "aot_pair" in types:  # TRL would only fail at the first step, without a hint
             raise ValueError(
                 "loss_type 'aot_pair' is TRL's old name (before 0.28) for the unpaired loss, now "
                 "'aot_unpaired'; the paired loss (the paper's AOT_pair) is 'aot'"
             )
-        if not self._computes_aot():
+        # TRL refuses WPO weights with an AOT term; build without them and add them back below.
+        weighting = config is not None and config.use_weighting and any(t in _AOT_LOSS_TYPES for t in types)
+        if weighting:
+            config.use_weighting = False
+        try:
+            super().__init__(*args, **kwargs)
+        finally:
+            if weighting:
+                config.use_weighting = True
+        if weighting:
+            self.use_weighting = True
+            fields = ("log_probs", "entropy", "mean_logits", "is_top1", "log_sum_sq_probs")  # TRL's, with WPO
+            policy: Any = self.model
+            add_fused_lm_head(policy.get_base_model() if is_peft_model(policy) else policy, outputs=fields)
+        self.aot_options = options
+        if not self._aot_terms():
             if options:
                 raise ValueError(
-                    "aot_options apply to loss_type 'aot' or 'aot_unpaired' alone, "
+                    "aot_options need an 'aot' or 'aot_unpaired' term in loss_type, "
                     f"got loss_type={self.loss_types!r}"
                 )
             return
@@ -126,74 +151,85 @@ class AOTDPOTrainer(DPOTrainer):
         check_group(merged.pop("group"))  # its type; the group itself is resolved at each step
         check_loss_options(merged)
 
-    def _computes_aot(self) -> bool:
-        return list(self.loss_types) in ([t] for t in _AOT_LOSS_TYPES)
+    def _aot_terms(self) -> list[tuple[str, float]]:
+        """The (loss type, weight) of each AOT term of the loss."""
+        pairs = zip(self.loss_types, self.loss_weights, strict=True)
+        return [(kind, weight) for kind, weight in pairs if kind in _AOT_LOSS_TYPES]
 
-    def compute_loss(
-        self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
-    ) -> Any:
-        if not self._computes_aot():
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        # As in TRL, a completion token at position 0 (an empty prompt) is not scored: nothing predicts it.
-        completion = inputs["completion_mask"].clone()
-        completion[:, 0] = 0
-        tensors = inputs["input_ids"], inputs["attention_mask"], completion
-        logps = sequence_logps(model, *tensors, chunk_size=self.aot_chunk_size)
-        chosen, rejected = logps.chunk(2)
-        ref_chosen, ref_rejected = self._reference_logps(model, inputs, tensors)
-        options = {"beta": self.beta, "label_smoothing": self.label_smoothing, **self.aot_options}
-        if self.loss_types[0] == "aot":
-            loss = paired(chosen, rejected, ref_chosen, ref_rejected, **options)
-            u, v = (chosen - rejected).detach(), ref_chosen - ref_rejected
-        else:
-            loss = unpaired(chosen - ref_chosen, rejected - ref_rejected, **options)
-            u, v = (chosen - ref_chosen).detach(), rejected.detach() - ref_rejected
-        mode = "train" if model.training else "eval"
-        self._log_metrics(mode, chosen.detach(), rejected.detach(), ref_chosen, ref_rejected, u, v)
-        return (loss, {}) if return_outputs else loss
+    def _compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> Any:
+        terms = self._aot_terms()
+        if not terms:
+            return super()._compute_loss(model, inputs, return_outputs)
+        captured: list[Any] = []
 
-    @torch.no_grad()
-    def _reference_logps(
-        self, model: Any, inputs: Mapping[str, Any], tensors: tuple[Tensor, ...]
-    ) -> tuple[Tensor, Tensor]:
-        """The reference's log-probabilities, as TRL gets them: precomputed, a reference model,
-        or the PEFT policy with its adapters disabled."""
+        def capture(module: Any, args: Any, kwargs: dict[str, Any], output: Any) -> None:
+            if kwargs.get("fused_lm_head"):  # TRL's scoring passes, not return_outputs' plain one
+                captured.append(output)
+
+        modules = {id(m): m for m in (self.accelerator.unwrap_model(model), self.ref_model) if m is not None}
+        handles = [m.register_forward_hook(capture, with_kwargs=True) for m in modules.values()]
+        types, weights = self.loss_types, self.loss_weights
+        self.loss_types = [t for t in types if t not in _AOT_LOSS_TYPES]
+        self.loss_weights = [w for t, w in zip(types, weights, strict=True) if t not in _AOT_LOSS_TYPES]
+        try:
+            result = super()._compute_loss(model, inputs, return_outputs)
+        finally:
+            self.loss_types, self.loss_weights = types, weights
+            for handle in handles:
+                handle.remove()
+        loss, outputs = result if return_outputs else (result, None)
+        expected = 1 if self.precompute_ref_logps else 2
+        if len(captured) != expected:
+            raise RuntimeError(
+                f"AOTDPOTrainer expected {expected} scoring passes of TRL's DPOTrainer, saw {len(captured)}: "
+                "this TRL version computes its loss otherwise"
+            )
+        mask = inputs["completion_mask"][..., 1:]
+        chosen, rejected = self._logps(captured[0].log_probs, mask).chunk(2)
         if self.precompute_ref_logps:
-            return inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
-        # accelerate's autocast, as in TRL's reference pass (chunk_size calls the decoder directly,
-        # past the prepared model's autocast wrapper)
-        with self.accelerator.autocast():
-            if self.ref_model is not None:
-                ref = sequence_logps(self.ref_model, *tensors, chunk_size=self.aot_chunk_size)
+            ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
+        else:
+            ref_chosen, ref_rejected = self._logps(captured[1].log_probs, mask).chunk(2)
+        chosen_weights = rejected_weights = None
+        if self.use_weighting:
+            chosen_weights, rejected_weights = self._wpo_weights(captured[0], mask).chunk(2)
+        options = {"beta": self.beta, "label_smoothing": self.label_smoothing, **self.aot_options}
+        for kind, weight in terms:
+            if kind == "aot":
+                pair_weights = None
+                if chosen_weights is not None and rejected_weights is not None:
+                    pair_weights = chosen_weights * rejected_weights
+                term = paired(chosen, rejected, ref_chosen, ref_rejected, weights=pair_weights, **options)
+                u, v = (chosen - rejected).detach(), ref_chosen - ref_rejected
             else:
-                with self.accelerator.unwrap_model(model).disable_adapter():
-                    ref = sequence_logps(model, *tensors, chunk_size=self.aot_chunk_size)
-        chosen, rejected = ref.chunk(2)
-        return chosen, rejected
+                term = unpaired(
+                    chosen - ref_chosen, rejected - ref_rejected, pos_weights=chosen_weights,
+                    neg_weights=rejected_weights, **options,
+                )  # fmt: skip
+                u, v = (chosen - ref_chosen).detach(), rejected.detach() - ref_rejected
+            loss = loss + term * weight
+        mode = "train" if getattr(self.model, "training", False) else "eval"
+        violation = dominance.fsd_violation(self.accelerator.gather(u), self.accelerator.gather(v))
+        self._metrics[mode]["aot/dominance_violation"].append(violation.item())
+        return (loss, outputs) if return_outputs else loss
 
-    def _log_metrics(
-        self,
-        mode: str,
-        chosen: Tensor,
-        rejected: Tensor,
-        ref_chosen: Tensor,
-        ref_rejected: Tensor,
-        u: Tensor,
-        v: Tensor,
-    ) -> None:
-        rewards_chosen, rewards_rejected = (
-            self.beta * (chosen - ref_chosen),
-            self.beta * (rejected - ref_rejected),
+    def _logps(self, per_token_logps: Tensor, mask: Tensor) -> Tensor:
+        """Each sequence's completion log-probability as TRL sums it (``ld_alpha`` included)."""
+        per_token = per_token_logps[:, -mask.size(1) :]
+        if self.ld_alpha is None:
+            return per_token.sum(dim=1)
+        position = mask.cumsum(dim=1)
+        chosen_lengths, rejected_lengths = mask.sum(dim=1).long().chunk(2)
+        shared = torch.minimum(chosen_lengths, rejected_lengths).repeat(2).unsqueeze(1)
+        shared_mask = (position > 0) & (position <= shared)
+        return (per_token * shared_mask).sum(dim=1) + self.ld_alpha * (per_token * (position > shared)).sum(
+            dim=1
         )
-        gather = self.accelerator.gather
-        values = {
-            "rewards/chosen": gather(rewards_chosen).mean(),
-            "rewards/rejected": gather(rewards_rejected).mean(),
-            "rewards/accuracies": gather((rewards_chosen > rewards_rejected).float()).mean(),
-            "rewards/margins": gather(rewards_chosen - rewards_rejected).mean(),
-            "logps/chosen": gather(chosen).mean(),
-            "logps/rejected": gather(rejected).mean(),
-            "aot/dominance_violation": dominance.fsd_violation(gather(u), gather(v)),
-        }
-        for name, value in values.items():
-            self._metrics[mode][name].append(value.item())
+
+    @staticmethod
+    def _wpo_weights(outputs: Any, mask: Tensor) -> Tensor:
+        """TRL's WPO weight of each sequence (no gradient)."""
+        with torch.no_grad():
+            seq_len = mask.size(1)
+            aligned = (outputs.log_probs[:, -seq_len:] - outputs.log_sum_sq_probs[:, -seq_len:]) * mask
+            return torch.exp(aligned.sum(dim=1) / mask.sum(dim=1).clamp_min(1))
