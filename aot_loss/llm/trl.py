@@ -8,14 +8,16 @@ nothing else in aot_loss imports it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from .. import metrics as dominance
-from .._distributed import check_group
+from .._distributed import check_group, resolve_group
 from .._optional import missing
 from .._options import DEFAULTS as _OPTION_DEFAULTS
 from .._options import check_options as check_loss_options
@@ -23,7 +25,7 @@ from ..functional import paired, unpaired
 
 try:
     from accelerate.utils import is_peft_model  # type: ignore[import-untyped]
-    from trl import DPOTrainer
+    from trl import DPOTrainer, KTOTrainer
     from trl.trainer.utils import add_fused_lm_head
 except (ImportError, RuntimeError) as error:
     # trl itself is missing, or one of its dependencies, which trl's lazy modules report as a
@@ -33,7 +35,7 @@ except (ImportError, RuntimeError) as error:
         raise
     raise missing("trl", "aot_loss.llm.trl", cause) from error
 
-__all__ = ["AOTDPOTrainer"]
+__all__ = ["AOTDPOTrainer", "AOTKTOTrainer"]
 
 _AOT_LOSS_TYPES = ("aot", "aot_unpaired")
 _OWN_OPTIONS = ("beta", "label_smoothing")  # taken from the trainer's DPOConfig
@@ -42,6 +44,54 @@ _DEFAULTS = {
     name: default for name, default in _OPTION_DEFAULTS.items() if name not in (*_OWN_OPTIONS, "reduction")
 } | {"group": None}
 _AOT_OPTIONS = tuple(_DEFAULTS)
+
+
+def _named_options(
+    aot_options: Mapping[str, Any] | None, owned: tuple[str, ...], source: str
+) -> dict[str, Any]:
+    """``aot_options`` as a dict, refusing names the trainer's config owns and unknown ones."""
+    options = dict(aot_options or {})
+    for name in options:
+        if name in (*owned, "reduction"):
+            where = source if name in owned else "'mean' (a training loss is a scalar)"
+            raise ValueError(f"aot_options must not set {name!r}: it comes from {where}")
+        allowed = tuple(n for n in (*_AOT_OPTIONS, "label_smoothing") if n not in owned)
+        if name not in allowed:
+            raise ValueError(f"aot_options got an unknown option {name!r}; the options are {allowed}")
+    return options
+
+
+def _check_values(options: Mapping[str, Any], **config: Any) -> None:
+    """Fail when the trainer is built, not at the first step: the options as the loss checks them."""
+    merged = {**_DEFAULTS, "label_smoothing": 0.0, **options, **config}
+    check_group(merged.pop("group"))  # its type; the group itself is resolved at each step
+    check_loss_options(merged)
+
+
+@contextlib.contextmanager
+def _scoring_passes(trainer: Any, model: Any, expected: int) -> Iterator[list[Any]]:
+    """The outputs of TRL's scoring forward passes (``fused_lm_head=True``) of the policy and
+    the reference, in call order, read by a forward hook while TRL computes its loss."""
+    captured: list[Any] = []
+
+    def capture(module: Any, args: Any, kwargs: dict[str, Any], output: Any) -> None:
+        if kwargs.get("fused_lm_head"):  # not return_outputs' plain pass
+            captured.append(output)
+
+    modules = {
+        id(m): m for m in (trainer.accelerator.unwrap_model(model), trainer.ref_model) if m is not None
+    }
+    handles = [m.register_forward_hook(capture, with_kwargs=True) for m in modules.values()]
+    try:
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()
+    if len(captured) != expected:
+        raise RuntimeError(
+            f"{type(trainer).__name__} expected {expected} scoring passes of TRL's trainer, saw "
+            f"{len(captured)}: this TRL version computes its loss otherwise"
+        )
 
 
 class AOTDPOTrainer(DPOTrainer):
@@ -108,15 +158,7 @@ class AOTDPOTrainer(DPOTrainer):
                 "computes the log-probabilities in tiles without the [B, T, V] logits; in a loop of "
                 "your own, aot_loss.llm.sequence_logps(chunk_size=...) does the same"
             )
-        options = dict(aot_options or {})
-        for name in options:
-            if name in (*_OWN_OPTIONS, "reduction"):
-                source = "the DPOConfig" if name in _OWN_OPTIONS else "'mean' (a training loss is a scalar)"
-                raise ValueError(f"aot_options must not set {name!r}: it comes from {source}")
-            if name not in _AOT_OPTIONS:
-                raise ValueError(
-                    f"aot_options got an unknown option {name!r}; the options are {_AOT_OPTIONS}"
-                )
+        options = _named_options(aot_options, _OWN_OPTIONS, "the DPOConfig")
         config: Any = kwargs.get("args", args[2] if len(args) > 2 else None)
         types = [] if config is None else list(config.loss_type)
         if "aot_pair" in types:  # TRL would only fail at the first step, without a hint
@@ -146,10 +188,7 @@ class AOTDPOTrainer(DPOTrainer):
                     f"got loss_type={self.loss_types!r}"
                 )
             return
-        # Fail now, not at the first step: the options as the loss will validate them.
-        merged = {**_DEFAULTS, **options, "beta": self.beta, "label_smoothing": self.label_smoothing}
-        check_group(merged.pop("group"))  # its type; the group itself is resolved at each step
-        check_loss_options(merged)
+        _check_values(options, beta=self.beta, label_smoothing=self.label_smoothing)
 
     def _aot_terms(self) -> list[tuple[str, float]]:
         """The (loss type, weight) of each AOT term of the loss."""
@@ -160,30 +199,15 @@ class AOTDPOTrainer(DPOTrainer):
         terms = self._aot_terms()
         if not terms:
             return super()._compute_loss(model, inputs, return_outputs)
-        captured: list[Any] = []
-
-        def capture(module: Any, args: Any, kwargs: dict[str, Any], output: Any) -> None:
-            if kwargs.get("fused_lm_head"):  # TRL's scoring passes, not return_outputs' plain one
-                captured.append(output)
-
-        modules = {id(m): m for m in (self.accelerator.unwrap_model(model), self.ref_model) if m is not None}
-        handles = [m.register_forward_hook(capture, with_kwargs=True) for m in modules.values()]
         types, weights = self.loss_types, self.loss_weights
         self.loss_types = [t for t in types if t not in _AOT_LOSS_TYPES]
         self.loss_weights = [w for t, w in zip(types, weights, strict=True) if t not in _AOT_LOSS_TYPES]
         try:
-            result = super()._compute_loss(model, inputs, return_outputs)
+            with _scoring_passes(self, model, 1 if self.precompute_ref_logps else 2) as captured:
+                result = super()._compute_loss(model, inputs, return_outputs)
         finally:
             self.loss_types, self.loss_weights = types, weights
-            for handle in handles:
-                handle.remove()
         loss, outputs = result if return_outputs else (result, None)
-        expected = 1 if self.precompute_ref_logps else 2
-        if len(captured) != expected:
-            raise RuntimeError(
-                f"AOTDPOTrainer expected {expected} scoring passes of TRL's DPOTrainer, saw {len(captured)}: "
-                "this TRL version computes its loss otherwise"
-            )
         mask = inputs["completion_mask"][..., 1:]
         chosen, rejected = self._logps(captured[0].log_probs, mask).chunk(2)
         if self.precompute_ref_logps:
@@ -233,3 +257,147 @@ class AOTDPOTrainer(DPOTrainer):
             seq_len = mask.size(1)
             aligned = (outputs.log_probs[:, -seq_len:] - outputs.log_sum_sq_probs[:, -seq_len:]) * mask
             return torch.exp(aligned.sum(dim=1) / mask.sum(dim=1).clamp_min(1))
+
+
+class AOTKTOTrainer(KTOTrainer):
+    r"""TRL's `KTOTrainer` with `loss_type="aot_unpaired"`: AOT on truly unpaired data.
+
+    On TRL's unpaired datasets (`prompt`, `completion`, `label`), each step takes the rewards
+    $r = \log\pi - \log\pi_{\text{ref}}$ of the batch's desirable completions as U and of its
+    undesirable ones as V, whatever their counts, and minimises
+    [`aot_loss.unpaired`][aot_loss.unpaired]`(U, V)`: the exact coupling of the two empirical
+    distributions on their merged quantile grid, so a batch of 1 desirable and 4 undesirable
+    completions is compared as two distributions, not as pairs. The forward passes, the
+    reference (a model copy, the PEFT policy with its adapters disabled, or precomputed
+    log-probabilities), a mixture-of-experts model's router auxiliary loss and TRL's metrics
+    are TRL's (KTO's KL estimate is not computed: AOT does not use it, and its `kl` metric
+    reads 0). Other `loss_type`s go to TRL unchanged.
+
+    **One-sided batches.** A batch without a desirable or without an undesirable completion
+    (with `group`, a global batch) has nothing to couple: its loss is 0 with a zero gradient,
+    and the metric `aot/one_sided_batches` counts such batches (per logging interval).
+
+    **Weights.** The empirical distributions are normalised per side, so a constant weight
+    on each side (`desirable_weight`, `undesirable_weight`) would change nothing; values
+    other than 1 are refused. Imbalance needs no correction: the coupling is exact for any
+    counts.
+
+    Args:
+        *args: as for `trl.KTOTrainer`.
+        aot_options: keyword options of [`aot_loss.unpaired`][aot_loss.unpaired]: any but
+            `beta` (from the config), `reduction` and the weights; `label_smoothing` (default
+            0) is one of them, as KTO's config has none. Checked when the trainer is built.
+        **kwargs: as for `trl.KTOTrainer`.
+
+    Shape:
+        Batches as TRL collates them: `input_ids`, `attention_mask`, `completion_mask` of
+        shape $(B, T)$ and `label` of shape $(B,)$.
+
+    Example:
+        ```python
+        from trl import KTOConfig
+        from aot_loss.llm.trl import AOTKTOTrainer
+
+        config = KTOConfig(output_dir="out", loss_type="aot_unpaired", beta=0.1)
+        trainer = AOTKTOTrainer(
+            model=policy, ref_model=reference, args=config, train_dataset=unpaired_dataset,
+            processing_class=tokenizer, aot_options={"loss": "hinge", "group": "world"},
+        )
+        trainer.train()
+        ```
+    """
+
+    def __init__(self, *args: Any, aot_options: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        options = _named_options(aot_options, ("beta",), "the KTOConfig")
+        config: Any = kwargs.get("args", args[2] if len(args) > 2 else None)
+        aot = config is not None and config.loss_type == "aot_unpaired"
+        if not aot:
+            if options:
+                kind = getattr(config, "loss_type", "kto")
+                raise ValueError(f"aot_options need loss_type='aot_unpaired', got loss_type={kind!r}")
+            super().__init__(*args, **kwargs)
+            return
+        for name in ("desirable_weight", "undesirable_weight"):
+            if getattr(config, name) != 1.0:
+                raise ValueError(
+                    f"{name}={getattr(config, name)!r} has no effect on loss_type='aot_unpaired', which "
+                    "normalises each side's distribution and couples any counts exactly; leave it at 1.0"
+                )
+        _check_values(options, beta=config.beta)
+        # TRL builds the trainer of its KL-free unpaired loss (no KL dataset, any sampler); the
+        # AOT term replaces that loss at each step.
+        config.loss_type = "apo_zero_unpaired"
+        imbalance = _DropImbalanceAdvice()
+        kto_logger = logging.getLogger("trl.trainer.kto_trainer")
+        kto_logger.addFilter(imbalance)
+        try:
+            super().__init__(*args, **kwargs)
+        finally:
+            config.loss_type = "aot_unpaired"
+            kto_logger.removeFilter(imbalance)
+        self.loss_type = "aot_unpaired"
+        self.aot_options = options
+
+    def _compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> Any:
+        if self.loss_type != "aot_unpaired":
+            return super()._compute_loss(model, inputs, return_outputs)
+        self.loss_type = "apo_zero_unpaired"  # TRL's passes and metrics; its loss is replaced below
+        try:
+            with _scoring_passes(self, model, 1 if self.precompute_ref_logps else 2) as captured:
+                result = super()._compute_loss(model, inputs, return_outputs)
+        finally:
+            self.loss_type = "aot_unpaired"
+        outputs = result[1] if return_outputs else None
+        seq_len = inputs["input_ids"].size(1) - 1
+        logps = captured[0].log_probs[:, -seq_len:].sum(-1)
+        if self.precompute_ref_logps:
+            ref_logps = inputs["ref_logps"].to(logps.device)
+        else:
+            ref_logps = captured[1].log_probs[:, -seq_len:].sum(-1)
+        desirable = torch.as_tensor(inputs["label"], dtype=torch.bool, device=logps.device)
+        rewards = logps - ref_logps
+        u, v = rewards[desirable], rewards[~desirable]
+        mode = "train" if getattr(self.model, "training", False) else "eval"
+        options = {"beta": self.beta, **self.aot_options}
+        if self._both_sides(u, v, options.get("group")):
+            loss = unpaired(u, v, **options)
+            gather = self.accelerator.gather_for_metrics if options.get("group") is None else _identity
+            violation = dominance.fsd_violation(gather(u.detach()), gather(v.detach()))
+            self._metrics[mode]["aot/dominance_violation"].append(violation.item())
+            one_sided = 0.0
+        else:
+            loss = logps.sum() * 0.0  # no coupling: zero, with a zero gradient reaching every parameter
+            one_sided = 1.0
+        self._metrics[mode]["aot/one_sided_batches"].append(one_sided)
+        if self.aux_loss_enabled:
+            loss = loss + self.router_aux_loss_coef * captured[0].aux_loss
+        return (loss, outputs) if return_outputs else loss
+
+    @staticmethod
+    def _both_sides(u: Tensor, v: Tensor, group: Any) -> bool:
+        """Whether U and V both have samples: in this batch, or in the global batch of ``group``
+        (every rank of the group reaches the same answer)."""
+        counts = torch.tensor([u.numel(), v.numel()], device=u.device)
+        resolved = resolve_group(group)
+        if resolved is not None:
+            torch.distributed.all_reduce(counts, group=resolved)
+        return bool((counts > 0).all())
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """TRL's logging, with ``aot/one_sided_batches`` a count over the interval, not a mean."""
+        mode = "train" if getattr(self.model, "training", False) else "eval"
+        counts = self._metrics[mode].get("aot/one_sided_batches")
+        if counts:
+            self._metrics[mode]["aot/one_sided_batches"] = [float(sum(counts))]  # TRL logs each list's mean
+        super().log(logs, start_time)
+
+
+def _identity(x: Tensor) -> Tensor:
+    return x
+
+
+class _DropImbalanceAdvice(logging.Filter):
+    """TRL's advice to reweight imbalanced KTO data: AOT couples any counts exactly."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "different amounts of desirable/positive and undesirable/negative" not in record.getMessage()

@@ -1,0 +1,159 @@
+"""AOTKTOTrainer on TRL's unpaired (prompt, completion, label) data: one step against an
+independent computation (aot-loss's own sequence_logps, then aot_loss.unpaired with unequal
+counts), imbalanced and one-sided batches, training, refusals."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from optional import import_or_skip
+from tolerances import approx, tol
+
+trl = import_or_skip("trl")
+datasets = import_or_skip("datasets")
+
+from test_llm_data import make_tokenizer  # noqa: E402
+from test_llm_logps import tiny_model  # noqa: E402
+
+import aot_loss  # noqa: E402
+from aot_loss.llm import sequence_logps  # noqa: E402
+from aot_loss.llm.trl import AOTKTOTrainer  # noqa: E402
+
+# 1 desirable : 4 undesirable, as the issue's imbalanced data set
+ROWS = [
+    {"prompt": "what is the cat", "completion": " the cat sat", "label": True},
+    {"prompt": "why", "completion": " the dog ran fast", "label": False},
+    {"prompt": "what is a mat", "completion": " slow", "label": False},
+    {"prompt": "the dog", "completion": " sat on a cat", "label": False},
+    {"prompt": "the cat", "completion": " bad dog", "label": False},
+]
+BETA = 0.5
+
+
+def make_policy():
+    """The same policy on every call: a tiny GPT-2 moved away from its reference, so rewards are
+    not all zero. (A copy of a trainer's model would not do: TRL patches its forward.)"""
+    torch.manual_seed(0)
+    policy = tiny_model("gpt2", torch.float32)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return policy
+
+
+def make_trainer(tmp_path, rows=ROWS, loss_type="aot_unpaired", config=None, **kwargs):
+    policy = make_policy()
+    settings = dict(
+        output_dir=str(tmp_path), per_device_train_batch_size=len(rows), max_steps=1, loss_type=loss_type,
+        beta=BETA, learning_rate=0.1, report_to=[], logging_steps=1, use_cpu=True, save_strategy="no",
+        disable_tqdm=True, bf16=False, optim="sgd", max_grad_norm=0.0,  # plain SGD: no clipping
+    )  # fmt: skip
+    return AOTKTOTrainer(
+        model=policy, ref_model=tiny_model("gpt2", torch.float32), args=trl.KTOConfig(**(settings | (config or {}))),
+        train_dataset=datasets.Dataset.from_list(rows), processing_class=make_tokenizer(), **kwargs,
+    )  # fmt: skip
+
+
+def _batch(trainer):
+    return next(iter(trainer.get_train_dataloader()))
+
+
+def _independent_loss(trainer, model, batch, **options):
+    """The rewards from aot-loss's own log-probabilities (not TRL's fused head), then the loss."""
+    completion = batch["completion_mask"].clone()
+    completion[:, 0] = 0  # as TRL: nothing predicts a token at position 0
+    tensors = batch["input_ids"], batch["attention_mask"], completion
+    with torch.no_grad():
+        reference = sequence_logps(trainer.ref_model, *tensors)
+    rewards = sequence_logps(model, *tensors) - reference
+    label = torch.as_tensor(batch["label"], dtype=torch.bool)
+    return aot_loss.unpaired(rewards[label], rewards[~label], beta=BETA, **options)
+
+
+@pytest.mark.parametrize("options", [{}, {"loss": "hinge"}, {"order": 2, "label_smoothing": 0.1}])
+def test_one_step_equals_the_independent_computation(options, tmp_path):
+    trainer = make_trainer(tmp_path, aot_options=options)
+    batch = _batch(trainer)
+    assert sum(batch["label"]) == 1 and len(batch["label"]) == 5  # unequal counts: 1 against 4
+    start = make_policy()
+    want = _independent_loss(trainer, start, batch, **options)
+    with torch.no_grad():
+        got = trainer.compute_loss(trainer.model, batch)
+    torch.testing.assert_close(got, want.detach(), **tol("float32_paths"))
+    # the update: one SGD step of the trainer against one by hand on the same (whole) batch
+    want.backward()
+    output = trainer.train()
+    assert output.training_loss == pytest.approx(want.item(), **approx("float32_relative"))
+    moved = dict(trainer.model.named_parameters())
+    for name, p in start.named_parameters():
+        expected = p.detach() - 0.1 * (p.grad if p.grad is not None else torch.zeros_like(p))
+        torch.testing.assert_close(moved[name].detach(), expected, **tol("float32_model"), msg=name)
+    logged = trainer.state.log_history[0]
+    assert logged["aot/one_sided_batches"] == 0.0 and 0.0 <= logged["aot/dominance_violation"] <= 1.0
+    assert "entropy" in logged and "logps/chosen" in logged  # TRL's own metrics
+
+
+@pytest.mark.parametrize("label", [True, False])
+def test_a_one_sided_batch_has_zero_loss_and_gradient_and_is_counted(label, tmp_path):
+    rows = [row | {"label": label} for row in ROWS]
+    trainer = make_trainer(tmp_path, rows)
+    batch = _batch(trainer)
+    trainer.model.train()
+    loss = trainer.compute_loss(trainer.model, batch)
+    loss.backward()
+    assert loss.item() == 0.0
+    grads = [p.grad for p in trainer.model.parameters() if p.requires_grad]
+    assert all(g is not None and not g.any() for g in grads)
+    assert trainer._metrics["train"]["aot/one_sided_batches"] == [1.0]
+    assert "aot/dominance_violation" not in trainer._metrics["train"]
+
+
+def test_one_sided_batches_log_as_a_count(tmp_path):
+    rows = [row | {"label": False} for row in ROWS] * 2
+    trainer = make_trainer(
+        tmp_path, rows, config={"per_device_train_batch_size": 5, "max_steps": 2, "logging_steps": 2}
+    )
+    trainer.train()
+    assert trainer.state.log_history[0]["aot/one_sided_batches"] == 2.0
+
+
+def test_two_steps_move_every_trainable_parameter(tmp_path):
+    trainer = make_trainer(tmp_path, config={"max_steps": 2, "per_device_train_batch_size": 5})
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    reference = copy.deepcopy(trainer.ref_model.state_dict())
+    trainer.train()
+    assert all(not torch.equal(p, before[n]) for n, p in trainer.model.named_parameters() if p.requires_grad)
+    assert all(torch.equal(p, reference[n]) for n, p in trainer.ref_model.state_dict().items())
+
+
+def test_other_loss_types_are_trls(tmp_path):
+    trainer = make_trainer(tmp_path, loss_type="apo_zero_unpaired")
+    ours = trainer.compute_loss(trainer.model, _batch(trainer))
+    theirs_trainer = trl.KTOTrainer(
+        model=trainer.model, ref_model=trainer.ref_model, args=trainer.args,
+        train_dataset=datasets.Dataset.from_list(ROWS), processing_class=make_tokenizer(),
+    )  # fmt: skip
+    torch.testing.assert_close(ours, theirs_trainer.compute_loss(trainer.model, _batch(trainer)))
+
+
+@pytest.mark.parametrize(
+    ("config", "options", "message"),
+    [
+        ({"desirable_weight": 1.33}, {}, r"desirable_weight=1.33 has no effect on loss_type='aot_unpaired'"),
+        ({"undesirable_weight": 0.5}, {}, r"undesirable_weight=0.5 has no effect"),
+        ({}, {"beta": 0.2}, r"aot_options must not set 'beta': it comes from the KTOConfig"),
+        ({}, {"reduction": "sum"}, r"aot_options must not set 'reduction'"),
+        ({}, {"pos_weights": None}, r"aot_options got an unknown option 'pos_weights'"),
+        ({}, {"loss": "cubic"}, r"loss must be one of"),
+        (
+            {"loss_type": "kto"},
+            {"loss": "hinge"},
+            r"aot_options need loss_type='aot_unpaired', got loss_type='kto'",
+        ),
+    ],
+)
+def test_refused_settings_say_why(config, options, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        make_trainer(tmp_path, config=config, aot_options=options)
