@@ -62,6 +62,13 @@ def _dataset() -> object:
     return datasets.Dataset.from_list(ROWS)
 
 
+def _unpaired_dataset() -> object:
+    datasets = import_or_skip("datasets")
+    from test_llm_trl_kto import ROWS
+
+    return datasets.Dataset.from_list(ROWS)
+
+
 def _tokenizer() -> object:
     from test_llm_data import make_tokenizer
 
@@ -117,6 +124,7 @@ STAND_INS: dict[str, Callable[[Namespace], object]] = {
     ],
     "log": lambda ns: print,
     "dataset": lambda ns: _dataset(),
+    "unpaired_dataset": lambda ns: _unpaired_dataset(),
 }
 
 
@@ -140,16 +148,22 @@ def world_of_one(tmp_path):
 
 @pytest.fixture
 def trl_on_cpu(monkeypatch):
-    """TRL's DPOConfig as the pages write it, plus what a CPU and a one-step run need (its
-    default bf16 refuses a CPU). Without TRL, a page that imports it fails on the import."""
+    """TRL's DPOConfig and KTOConfig as the pages write them, plus what a CPU and a one-step
+    run need (their default bf16 refuses a CPU). Without TRL, a page that imports it fails on the import."""
     try:
         import trl
     except ImportError:
         return
-    config = trl.DPOConfig
-    cpu = {"use_cpu": True, "bf16": False, "max_steps": 1, "per_device_train_batch_size": 4}
+    cpu = {"use_cpu": True, "bf16": False, "max_steps": 1}
     quiet = {"report_to": [], "save_strategy": "no", "disable_tqdm": True}
-    monkeypatch.setattr(trl, "DPOConfig", lambda *args, **kwargs: config(*args, **{**cpu, **quiet, **kwargs}))
+    for name, batch in (("DPOConfig", 4), ("KTOConfig", 5)):  # the sizes of the stand-in data sets
+        config = getattr(trl, name)
+        size = {"per_device_train_batch_size": batch}
+
+        def on_cpu(*args, config=config, size=size, **kwargs):
+            return config(*args, **{**cpu, **size, **quiet, **kwargs})
+
+        monkeypatch.setattr(trl, name, on_cpu)
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))

@@ -276,6 +276,8 @@ class AOTKTOTrainer(KTOTrainer):
     **One-sided batches.** A batch without a desirable or without an undesirable completion
     (with `group`, a global batch) has nothing to couple: its loss is 0 with a zero gradient,
     and the metric `aot/one_sided_batches` counts such batches (per logging interval).
+    `aot/dominance_violation` is the [`fsd_violation`][aot_loss.metrics.fsd_violation] of
+    U over V on this process's batch.
 
     **Weights.** The empirical distributions are normalised per side, so a constant weight
     on each side (`desirable_weight`, `undesirable_weight`) would change nothing; values
@@ -361,9 +363,9 @@ class AOTKTOTrainer(KTOTrainer):
         options = {"beta": self.beta, **self.aot_options}
         if self._both_sides(u, v, options.get("group")):
             loss = unpaired(u, v, **options)
-            gather = self.accelerator.gather_for_metrics if options.get("group") is None else _identity
-            violation = dominance.fsd_violation(gather(u.detach()), gather(v.detach()))
-            self._metrics[mode]["aot/dominance_violation"].append(violation.item())
+            if u.numel() and v.numel():  # of this process's batch: the counts differ across ranks
+                violation = dominance.fsd_violation(u.detach(), v.detach())
+                self._metrics[mode]["aot/dominance_violation"].append(violation.item())
             one_sided = 0.0
         else:
             loss = logps.sum() * 0.0  # no coupling: zero, with a zero gradient reaching every parameter
@@ -390,10 +392,6 @@ class AOTKTOTrainer(KTOTrainer):
         if counts:
             self._metrics[mode]["aot/one_sided_batches"] = [float(sum(counts))]  # TRL logs each list's mean
         super().log(logs, start_time)
-
-
-def _identity(x: Tensor) -> Tensor:
-    return x
 
 
 class _DropImbalanceAdvice(logging.Filter):
