@@ -157,3 +157,62 @@ def test_other_loss_types_are_trls(tmp_path):
 def test_refused_settings_say_why(config, options, message, tmp_path):
     with pytest.raises(ValueError, match=message):
         make_trainer(tmp_path, config=config, aot_options=options)
+
+
+def _global_batch(trainer):
+    """All of ROWS in one batch, in their order, as the trainer collates them."""
+    return trainer.data_collator([trainer.train_dataset[i] for i in range(len(ROWS))])
+
+
+def _rank_share(batch, rank):
+    """Rank 0 gets rows 0-2 (1 desirable, 2 undesirable), rank 1 rows 3-4 (no desirable one)."""
+    rows = slice(0, 3) if rank == 0 else slice(3, 5)
+    return {k: (v[rows] if isinstance(v, (torch.Tensor, list)) else v) for k, v in batch.items()}
+
+
+def _loss_and_grads(trainer, batch):
+    loss = trainer.compute_loss(trainer.model, batch)
+    loss.backward()
+    return loss.detach(), {
+        n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None
+    }
+
+
+def kto_worker(rank: int, k: int, port: int, out_dir: str) -> None:
+    """One rank of an accelerate (multi-CPU) run: its share of the global batch, coupled over
+    the group; the gradients averaged as DDP averages them."""
+    import os
+    from pathlib import Path
+
+    env = {"RANK": rank, "LOCAL_RANK": rank, "WORLD_SIZE": k, "LOCAL_WORLD_SIZE": k, "MASTER_PORT": port}
+    os.environ.update({name: str(value) for name, value in env.items()}, MASTER_ADDR="127.0.0.1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    trainer = make_trainer(Path(out_dir), aot_options={"group": "world"})
+    loss, grads = _loss_and_grads(trainer, _rank_share(_global_batch(trainer), rank))
+    for grad in grads.values():
+        torch.distributed.all_reduce(grad)
+        grad /= k
+    result = {"loss": loss, "grads": grads, "type": str(trainer.accelerator.distributed_type)}
+    torch.save(result, Path(out_dir) / f"rank{rank}.pt")
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
+
+
+def test_two_ranks_with_group_world_equal_one_process_on_the_global_batch(tmp_path):
+    import socket
+
+    from test_distributed import spawn
+
+    with socket.socket() as s:  # a free port for accelerate's env:// rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    spawn(kto_worker, (2, port, str(tmp_path)), 2, deadline_s=180.0)
+    results = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    assert {r["type"] for r in results} == {"DistributedType.MULTI_CPU"}
+    trainer = make_trainer(tmp_path)
+    loss, grads = _loss_and_grads(trainer, _global_batch(trainer))
+    for result in results:  # every rank: the global loss, and DDP's average is the global gradient
+        torch.testing.assert_close(result["loss"], loss, **tol("float32_processes"))
+        assert result["grads"].keys() == grads.keys()
+        for name, grad in grads.items():
+            torch.testing.assert_close(result["grads"][name], grad, **tol("float32_model"), msg=name)
