@@ -262,3 +262,37 @@ def test_wpo_weights_are_the_masses_of_the_weighted_coupling(loss_type, tmp_path
 def test_trl_alone_refuses_wpo_weights_for_aot(tmp_path):
     with pytest.raises(NotImplementedError, match="WPO-style weighting is not implemented for 'aot'"):
         make_trainer(trl.DPOTrainer, "aot", tmp_path, config={"use_weighting": True})
+
+
+@pytest.mark.parametrize("loss_type", ["aot", "aot_unpaired"])
+def test_trls_own_train_loss_types_test_passes_with_the_trainer_substituted(loss_type, tmp_path):
+    """TRL's tests/test_dpo_trainer.py::test_train_loss_types, with AOTDPOTrainer in place of
+    DPOTrainer, a tiny Qwen2 built from a config (its copy the reference) and an in-memory data
+    set in place of the Hub's (offline), and a CPU in float32: train with evaluation every 3
+    steps, then every parameter has moved."""
+    torch.manual_seed(0)
+    config = transformers.Qwen2Config(
+        num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, hidden_size=16,
+        intermediate_size=32, vocab_size=VOCAB, max_position_embeddings=64,
+    )  # fmt: skip
+    training_args = trl.DPOConfig(
+        output_dir=str(tmp_path), loss_type=loss_type, label_smoothing=0.0, learning_rate=0.1, report_to="none",
+        eval_strategy="steps", eval_steps=3, use_cpu=True, bf16=False, disable_tqdm=True, save_strategy="no",
+    )  # fmt: skip
+    model = transformers.Qwen2ForCausalLM(config)
+    reference = copy.deepcopy(model)  # TRL loads it from the Hub id; here, a copy of the start
+    trainer = AOTDPOTrainer(
+        model=model,
+        ref_model=reference,
+        args=training_args,
+        processing_class=make_tokenizer(),
+        train_dataset=datasets.Dataset.from_list(ROWS * 4),
+        eval_dataset=datasets.Dataset.from_list(ROWS),
+    )
+    previous_trainable_params = {n: param.clone() for n, param in trainer.model.named_parameters()}
+    trainer.train()
+    assert trainer.state.log_history[-1]["train_loss"] is not None
+    assert any("eval_loss" in entry for entry in trainer.state.log_history)
+    for n, param in previous_trainable_params.items():
+        new_param = trainer.model.get_parameter(n)
+        assert not torch.equal(param, new_param), f"Parameter {n} has not changed."
