@@ -216,3 +216,49 @@ def test_two_ranks_with_group_world_equal_one_process_on_the_global_batch(tmp_pa
         assert result["grads"].keys() == grads.keys()
         for name, grad in grads.items():
             torch.testing.assert_close(result["grads"][name], grad, **tol("float32_model"), msg=name)
+
+
+def test_precomputed_reference_logps_give_the_same_loss(tmp_path):
+    live = make_trainer(tmp_path)
+    precomputed = make_trainer(tmp_path, config={"precompute_ref_log_probs": True})
+    batch = next(iter(precomputed.get_train_dataloader()))
+    assert "ref_logps" in batch
+    with torch.no_grad():
+        got = precomputed.compute_loss(precomputed.model, batch)
+        want = live.compute_loss(live.model, {k: v for k, v in batch.items() if k != "ref_logps"})
+    torch.testing.assert_close(got, want, **tol("float32_paths"))
+
+
+def test_peft_policy_with_its_adapters_disabled_is_the_reference(tmp_path):
+    """A new LoRA adapter (peft_config): TRL's reference is the policy with its adapters
+    disabled, which the independent computation reads with peft's own disable_adapter."""
+    peft = import_or_skip("peft")
+    lora = peft.LoraConfig(
+        r=4, lora_alpha=8, target_modules=["c_attn"], fan_in_fan_out=True, lora_dropout=0.0
+    )
+    settings = dict(
+        output_dir=str(tmp_path), per_device_train_batch_size=5, loss_type="aot_unpaired", beta=BETA,
+        report_to=[], use_cpu=True, bf16=False, disable_tqdm=True, save_strategy="no",
+    )  # fmt: skip
+    trainer = AOTKTOTrainer(
+        model=tiny_model("gpt2", torch.float32), ref_model=None, args=trl.KTOConfig(**settings),
+        train_dataset=datasets.Dataset.from_list(ROWS), processing_class=make_tokenizer(), peft_config=lora,
+    )  # fmt: skip
+    torch.manual_seed(1)
+    with torch.no_grad():  # the adapters away from zero (their start), so the policy differs from the base
+        for name, p in trainer.model.named_parameters():
+            if "lora_B" in name:
+                p.add_(torch.randn_like(p) * 0.1)
+    batch = _batch(trainer)
+    completion = batch["completion_mask"].clone()
+    completion[:, 0] = 0
+    tensors = batch["input_ids"], batch["attention_mask"], completion
+    with torch.no_grad():
+        got = trainer.compute_loss(trainer.model, batch)
+        rewards = sequence_logps(trainer.model, *tensors)
+        with trainer.model.disable_adapter():
+            rewards = rewards - sequence_logps(trainer.model, *tensors)
+    label = torch.as_tensor(batch["label"], dtype=torch.bool)
+    assert rewards.abs().max() > 1e-3  # the adapters matter
+    want = aot_loss.unpaired(rewards[label], rewards[~label], beta=BETA)
+    torch.testing.assert_close(got, want, **tol("float32_paths"))
