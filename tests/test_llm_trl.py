@@ -195,6 +195,7 @@ SETTINGS = {
     "precompute": ("aot_unpaired", {"config": {"precompute_ref_log_probs": True}}),
     "accumulation": ("aot", {"config": {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 2}}),
     "moe_router_loss": ("aot", {"model": tiny_moe, "config": {"router_aux_loss_coef": 0.01}}),
+    "padding_free": ("aot_unpaired", {"config": {"padding_free": True}}),  # TRL 1.16 turns it off, saying so
 }
 
 
