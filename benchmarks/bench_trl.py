@@ -102,6 +102,7 @@ def run_provider(provider: str, pairs: int, seq: int, vocab: int, steps: int) ->
             ),
         )  # fmt: skip
         trainer.model.train()
+        trainer.current_gradient_accumulation_steps = 1  # set by train(), read by training_step
 
         def step() -> None:
             trainer.training_step(trainer.model, batch)

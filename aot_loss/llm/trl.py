@@ -155,8 +155,8 @@ class AOTDPOTrainer(DPOTrainer):
         if "chunk_size" in kwargs:
             raise ValueError(
                 "AOTDPOTrainer takes no chunk_size: it runs TRL's forward passes, whose fused LM head "
-                "computes the log-probabilities in tiles without the [B, T, V] logits; in a loop of "
-                "your own, aot_loss.llm.sequence_logps(chunk_size=...) does the same"
+                "already avoids the [B, T, V] logits; aot-loss's chunked head, which scores completion "
+                "tokens only, is for a loop of your own: aot_loss.llm.sequence_logps(chunk_size=...)"
             )
         options = _named_options(aot_options, _OWN_OPTIONS, "the DPOConfig")
         config: Any = kwargs.get("args", args[2] if len(args) > 2 else None)
