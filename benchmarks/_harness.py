@@ -11,9 +11,11 @@ import datetime
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -131,3 +133,31 @@ def fmt_time(seconds: float) -> str:
         if seconds >= scale:
             return f"{seconds / scale:.3g} {unit}"
     return f"{seconds / 1e-9:.3g} ns"
+
+
+def step_growth(step: Callable[[], object], steps: int) -> dict[str, float]:
+    """One warm-up call of ``step``, then the median time of ``steps`` calls and the peak
+    resident set over the resident set before them (Linux): what a step adds at its peak.
+    Meant for a fresh process (see :func:`in_fresh_process`): the peak is the process's."""
+    step()  # warm-up; also allocates what persists (gradients)
+    with open("/proc/self/statm") as f:
+        before = int(f.read().split()[1]) * resource.getpagesize()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    return {"step_s": statistics.median(times), "peak_bytes": peak - before}
+
+
+def in_fresh_process(script: str, flag: str, value: str, quick: bool) -> dict[str, object]:
+    """Run ``script flag value [--quick]`` in a new interpreter and parse the JSON it prints
+    last. A fixed mmap threshold makes glibc return every large freed block to the OS, so the
+    resident set follows the live tensors instead of the allocator's cached arenas."""
+    command = [sys.executable, script, flag, value] + (["--quick"] if quick else [])
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    run = subprocess.run(command, capture_output=True, text=True, env=env)
+    if run.returncode != 0:
+        raise SystemExit(f"{script} {flag} {value} failed:\n{run.stderr[-3000:]}")
+    return json.loads(run.stdout.strip().splitlines()[-1])

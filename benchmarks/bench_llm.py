@@ -19,26 +19,11 @@ second forward pass) is reported for information.
 from __future__ import annotations
 
 import json
-import os
-import resource
-import statistics
-import subprocess
-import sys
-import time
 
 import torch
-from _harness import append_results, bench_parser, fmt_time, results_dir
+from _harness import append_results, bench_parser, fmt_time, in_fresh_process, results_dir, step_growth
 
 MEMORY_GOAL, TIME_GOAL = 0.35, 1.2
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
-
-
-def _peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 def run_mode(
@@ -71,14 +56,7 @@ def run_mode(
         out.loss.backward()
         optimizer.step()
 
-    step()  # warm-up; also allocates the gradients
-    before = _rss_bytes()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return {"step_s": statistics.median(times), "peak_bytes": _peak_rss_bytes() - before}
+    return step_growth(step, steps)
 
 
 def main() -> None:
@@ -99,12 +77,7 @@ def main() -> None:
     }
     results = {}
     for name, mode in modes.items():
-        command = [sys.executable, __file__, "--mode", mode] + (["--quick"] if args.quick else [])
-        # A fixed mmap threshold makes glibc return every large freed block to the OS, so the
-        # resident set follows the live tensors instead of the allocator's cached arenas.
-        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-        run = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
-        results[name] = json.loads(run.stdout.strip().splitlines()[-1])
+        results[name] = in_fresh_process(__file__, "--mode", mode, args.quick)
     naive, chunked = results["naive"], results["chunked (chunk_size=1024)"]
     memory_ratio = chunked["peak_bytes"] / naive["peak_bytes"]
     time_ratio = chunked["step_s"] / naive["step_s"]

@@ -22,28 +22,13 @@ information.
 from __future__ import annotations
 
 import json
-import os
-import resource
-import statistics
-import subprocess
-import sys
 import tempfile
-import time
 
 import torch
-from _harness import append_results, bench_parser, fmt_time, results_dir
+from _harness import append_results, bench_parser, fmt_time, in_fresh_process, results_dir, step_growth
 
 TIME_GOAL = 1.1
 PROVIDERS = ("trl_dpo_aot", "aot_dpo_trainer", "aot_loss_loop")
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
-
-
-def _peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 def _batch(pairs: int, seq: int, vocab: int) -> dict[str, torch.Tensor]:
@@ -107,14 +92,7 @@ def run_provider(provider: str, pairs: int, seq: int, vocab: int, steps: int) ->
         def step() -> None:
             trainer.training_step(trainer.model, batch)
 
-    step()  # warm-up; also allocates the gradients
-    before = _rss_bytes()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return {"step_s": statistics.median(times), "peak_bytes": _peak_rss_bytes() - before}
+    return step_growth(step, steps)
 
 
 def main() -> None:
@@ -129,14 +107,7 @@ def main() -> None:
         return
     results = {}
     for provider in PROVIDERS:
-        command = [sys.executable, __file__, "--provider", provider] + (["--quick"] if args.quick else [])
-        # A fixed mmap threshold makes glibc return every large freed block to the OS, so the
-        # resident set follows the live tensors instead of the allocator's cached arenas.
-        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-        run = subprocess.run(command, capture_output=True, text=True, env=env)
-        if run.returncode != 0:
-            raise SystemExit(f"{provider} failed:\n{run.stderr[-3000:]}")
-        results[provider] = json.loads(run.stdout.strip().splitlines()[-1])
+        results[provider] = in_fresh_process(__file__, "--provider", provider, args.quick)
     trl_step = results["trl_dpo_aot"]
     rows = [{"case": "dpo_aot_step", "provider": name, **shape, **r} for name, r in results.items()]
     path = append_results("trl", rows, results_dir(args))
