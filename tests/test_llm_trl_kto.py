@@ -262,3 +262,24 @@ def test_peft_policy_with_its_adapters_disabled_is_the_reference(tmp_path):
     assert rewards.abs().max() > 1e-3  # the adapters matter
     want = aot_loss.unpaired(rewards[label], rewards[~label], beta=BETA)
     torch.testing.assert_close(got, want, **tol("float32_paths"))
+
+
+def test_a_mixture_of_experts_router_loss_is_added_as_trl_adds_it(tmp_path):
+    from test_llm_trl import tiny_moe
+
+    losses, logged = [], None
+    for coef in (0.0, 0.01):
+        settings = dict(
+            output_dir=str(tmp_path), per_device_train_batch_size=5, loss_type="aot_unpaired", beta=BETA,
+            report_to=[], use_cpu=True, bf16=False, disable_tqdm=True, save_strategy="no",
+            router_aux_loss_coef=coef,
+        )  # fmt: skip
+        trainer = AOTKTOTrainer(
+            model=tiny_moe(), ref_model=tiny_moe(), args=trl.KTOConfig(**settings),
+            train_dataset=datasets.Dataset.from_list(ROWS), processing_class=make_tokenizer(),
+        )  # fmt: skip
+        with torch.no_grad():
+            losses.append(trainer.compute_loss(trainer.model, _batch(trainer)))
+        logged = trainer._metrics["eval"].get("aux_loss")
+    assert trainer.aux_loss_enabled and logged and logged[-1] > 0
+    torch.testing.assert_close(losses[1] - losses[0], torch.tensor(0.01 * logged[-1]), **tol("float32"))

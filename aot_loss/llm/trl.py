@@ -1,6 +1,8 @@
-"""TRL integration: TRL's ``DPOTrainer`` with its ``aot`` / ``aot_unpaired`` terms computed by
-aot-loss, which adds costs, soft sorting, second order, global coupling across ranks and WPO
-weights through the exact weighted coupling.
+"""TRL integration. ``AOTDPOTrainer``: TRL's ``DPOTrainer`` with its ``aot`` / ``aot_unpaired``
+terms computed by aot-loss, which adds costs, soft sorting, second order, global coupling
+across ranks and WPO weights through the exact weighted coupling. ``AOTKTOTrainer``: TRL's
+``KTOTrainer`` with ``aot_unpaired`` on unpaired (prompt, completion, label) data. Both let
+TRL run its own forward passes and read their outputs.
 
 Importing this module needs ``trl`` (the ``trl`` extra: ``pip install ".[trl]"`` in a clone);
 nothing else in aot_loss imports it.
@@ -245,10 +247,9 @@ class AOTDPOTrainer(DPOTrainer):
         position = mask.cumsum(dim=1)
         chosen_lengths, rejected_lengths = mask.sum(dim=1).long().chunk(2)
         shared = torch.minimum(chosen_lengths, rejected_lengths).repeat(2).unsqueeze(1)
-        shared_mask = (position > 0) & (position <= shared)
-        return (per_token * shared_mask).sum(dim=1) + self.ld_alpha * (per_token * (position > shared)).sum(
-            dim=1
-        )
+        shared_logps = (per_token * ((position > 0) & (position <= shared))).sum(dim=1)
+        tail_logps = (per_token * (position > shared)).sum(dim=1)
+        return shared_logps + self.ld_alpha * tail_logps
 
     @staticmethod
     def _wpo_weights(outputs: Any, mask: Tensor) -> Tensor:
