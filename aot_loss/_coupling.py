@@ -82,9 +82,7 @@ def couple_values(u: Tensor, v: Tensor, u_weights: Tensor | None, v_weights: Ten
     with torch.no_grad():
         if u_weights is not None or v_weights is not None:
             return couple(u, v, u_weights, v_weights)
-        u_sorted, v_sorted = sort_values(u), sort_values(v)
-        iu, iv, mass = _grid(u_sorted, v_sorted, None, None)
-        return Coupling(_diff(u_sorted, v_sorted, iu, iv, mass), mass)
+        return couple_sorted(sort_values(u), sort_values(v), None, None)
 
 
 def couple_sorted(
