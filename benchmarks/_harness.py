@@ -161,3 +161,31 @@ def in_fresh_process(script: str, flag: str, value: str, quick: bool) -> dict[st
     if run.returncode != 0:
         raise SystemExit(f"{script} {flag} {value} failed:\n{run.stderr[-3000:]}")
     return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def small_llama(vocab: int, seq: int) -> torch.nn.Module:
+    """The LLM benchmarks' random model: a Llama of 2 layers, hidden size 128."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=vocab, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=seq,
+    )  # fmt: skip
+    return LlamaForCausalLM(config)
+
+
+def preference_batch(pairs: int, seq: int, vocab: int) -> dict[str, torch.Tensor]:
+    """Random pairs in TRL's collated layout (the chosen rows, then the rejected ones) of
+    ``seq`` tokens each, the second half the completion."""
+    ids = torch.randint(3, vocab, (2 * pairs, seq))
+    completion = torch.zeros(2 * pairs, seq, dtype=torch.long)
+    completion[:, seq // 2 :] = 1
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "completion_mask": completion}
+
+
+def halves(
+    batch: dict[str, torch.Tensor], pairs: int
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The chosen and the rejected rows of :func:`preference_batch`."""
+    return {k: v[:pairs] for k, v in batch.items()}, {k: v[pairs:] for k, v in batch.items()}

@@ -21,7 +21,17 @@ from __future__ import annotations
 import json
 
 import torch
-from _harness import append_results, bench_parser, fmt_time, in_fresh_process, results_dir, step_growth
+from _harness import (
+    append_results,
+    bench_parser,
+    fmt_time,
+    halves,
+    in_fresh_process,
+    preference_batch,
+    results_dir,
+    small_llama,
+    step_growth,
+)
 
 MEMORY_GOAL, TIME_GOAL = 0.35, 1.2
 
@@ -30,24 +40,12 @@ def run_mode(
     chunk_size: int | None, micro_batch_size: int | None, batch: int, seq: int, vocab: int, steps: int
 ) -> dict[str, float]:
     """One mode in this process: step times and the peak memory growth of the steps."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from aot_loss.llm import PolicyWithReference, paired_loss
 
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=vocab, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=seq,
-    )  # fmt: skip
-    policy = LlamaForCausalLM(config)
+    policy = small_llama(vocab, seq)
     model = PolicyWithReference(policy, chunk_size=chunk_size)
     pairs = batch // 2
-    ids = torch.randint(3, vocab, (2, pairs, seq))
-    completion = torch.zeros(pairs, seq, dtype=torch.long)
-    completion[:, seq // 2 :] = 1
-    chosen, rejected = (
-        {"input_ids": x, "attention_mask": torch.ones_like(x), "completion_mask": completion} for x in ids
-    )
+    chosen, rejected = halves(preference_batch(pairs, seq, vocab), pairs)
     optimizer = torch.optim.SGD(policy.parameters(), lr=1e-4)
 
     def step() -> None:

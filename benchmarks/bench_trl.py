@@ -25,18 +25,20 @@ import json
 import tempfile
 
 import torch
-from _harness import append_results, bench_parser, fmt_time, in_fresh_process, results_dir, step_growth
+from _harness import (
+    append_results,
+    bench_parser,
+    fmt_time,
+    halves,
+    in_fresh_process,
+    preference_batch,
+    results_dir,
+    small_llama,
+    step_growth,
+)
 
 TIME_GOAL = 1.1
 PROVIDERS = ("trl_dpo_aot", "aot_dpo_trainer", "aot_loss_loop")
-
-
-def _batch(pairs: int, seq: int, vocab: int) -> dict[str, torch.Tensor]:
-    """TRL's collated layout: the chosen rows, then the rejected ones."""
-    ids = torch.randint(3, vocab, (2 * pairs, seq))
-    completion = torch.zeros(2 * pairs, seq, dtype=torch.long)
-    completion[:, seq // 2 :] = 1
-    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "completion_mask": completion}
 
 
 def run_provider(provider: str, pairs: int, seq: int, vocab: int, steps: int) -> dict[str, float]:
@@ -51,19 +53,12 @@ def run_provider(provider: str, pairs: int, seq: int, vocab: int, steps: int) ->
     from aot_loss.llm import PolicyWithReference, paired_loss
     from aot_loss.llm.trl import AOTDPOTrainer
 
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=vocab, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=seq,
-    )  # fmt: skip
-    policy = transformers.LlamaForCausalLM(config)
+    policy = small_llama(vocab, seq)
     reference = copy.deepcopy(policy).eval()
-    batch = _batch(pairs, seq, vocab)
+    batch = preference_batch(pairs, seq, vocab)
     if provider == "aot_loss_loop":
         model = PolicyWithReference(policy, reference=reference, chunk_size=1024)
-        chosen, rejected = (
-            {k: v[rows] for k, v in batch.items()} for rows in (slice(0, pairs), slice(pairs, None))
-        )
+        chosen, rejected = halves(batch, pairs)
 
         def step() -> None:
             paired_loss(model, chosen, rejected, beta=0.1).loss.backward()
