@@ -53,14 +53,19 @@ def _named_options(
 ) -> dict[str, Any]:
     """``aot_options`` as a dict, refusing names the trainer's config owns and unknown ones."""
     options = dict(aot_options or {})
+    allowed = tuple(n for n in (*_AOT_OPTIONS, "label_smoothing") if n not in owned)
     for name in options:
         if name in (*owned, "reduction"):
             where = source if name in owned else "'mean' (a training loss is a scalar)"
             raise ValueError(f"aot_options must not set {name!r}: it comes from {where}")
-        allowed = tuple(n for n in (*_AOT_OPTIONS, "label_smoothing") if n not in owned)
         if name not in allowed:
             raise ValueError(f"aot_options got an unknown option {name!r}; the options are {allowed}")
     return options
+
+
+def _config(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+    """The trainer's config, passed as ``args=`` or third positionally (model, ref_model, args)."""
+    return kwargs.get("args", args[2] if len(args) > 2 else None)
 
 
 def _check_values(options: Mapping[str, Any], **config: Any) -> None:
@@ -161,7 +166,7 @@ class AOTDPOTrainer(DPOTrainer):
                 "tokens only, is for a loop of your own: aot_loss.llm.sequence_logps(chunk_size=...)"
             )
         options = _named_options(aot_options, _OWN_OPTIONS, "the DPOConfig")
-        config: Any = kwargs.get("args", args[2] if len(args) > 2 else None)
+        config = _config(args, kwargs)
         types = [] if config is None else list(config.loss_type)
         if "aot_pair" in types:  # TRL would only fail at the first step, without a hint
             raise ValueError(
@@ -312,7 +317,7 @@ class AOTKTOTrainer(KTOTrainer):
 
     def __init__(self, *args: Any, aot_options: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         options = _named_options(aot_options, ("beta",), "the KTOConfig")
-        config: Any = kwargs.get("args", args[2] if len(args) > 2 else None)
+        config = _config(args, kwargs)
         aot = config is not None and config.loss_type == "aot_unpaired"
         if not aot:
             if options:
