@@ -172,17 +172,22 @@ def report(scores: dict[str, np.ndarray], ranking: stats.Ranking, args: argparse
         f"{args.bootstrap} resamples); A dominates B when epsilon_upper < {args.threshold:g}",
         f"{'A':<{width}}  {'B':<{width}}  {'epsilon':>8}  {'eps_upper':>9}  A dominates B",
     ]
+    epsilon = {}  # once per pair: eps(B, A) = 1 - eps(A, B), as the ranking's bounds use it
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            epsilon[a, b] = stats.violation_ratio(scores[a], scores[b], order=args.order)
+            epsilon[b, a] = 1.0 - epsilon[a, b]
     for i, a in enumerate(names):
         for j, b in enumerate(names):
             if i == j:
                 continue
-            eps = stats.violation_ratio(scores[a], scores[b], order=args.order)
+            eps = epsilon[a, b]
             upper = ranking.epsilon_upper[i, j].item()
             verdict = "yes" if upper < args.threshold else "no"
             lines.append(f"{a:<{width}}  {b:<{width}}  {eps:>8.4f}  {upper:>9.4f}  {verdict}")
     lines += ["", "ranking (wins = models it almost dominates):"]
     lines += [
-        f"{place}. {name} ({wins} win{'s' if wins != 1 else ''})"
+        f"{place}. {name} ({wins} win{_s(wins)})"
         for place, (name, wins) in enumerate(zip(names, ranking.wins, strict=True), 1)
     ]
     lines.append(_verdict(ranking))
