@@ -120,7 +120,8 @@ def test_aot_options_reach_the_loss(options, smoothing, tmp_path):
         ("aot", {"pos_weights": torch.ones(4)}, {}, ValueError, r"aot_options got an unknown option 'pos_weights'; the options are \('loss', "),
         ("aot_unpaired", {"backend": "cuda"}, {}, ValueError, r"backend must be one of \('auto', 'torch', 'native'\), got 'cuda'"),
         ("sigmoid", {"loss": "hinge"}, {}, ValueError, r"aot_options need an 'aot' or 'aot_unpaired' term in loss_type, got loss_type=\['sigmoid'\]"),
-        ("aot", {}, {"chunk_size": 4}, ValueError, r"AOTDPOTrainer takes no chunk_size: it runs TRL's forward passes"),
+        ("aot", {}, {"chunk_size": 0}, ValueError, r"chunk_size must be a positive int or None, got 0"),
+        ("aot", {}, {"chunk_size": 2.0}, ValueError, r"chunk_size must be a positive int or None, got 2.0"),
         ("aot", {"group": "all"}, {}, ValueError, r"group must be .*, got 'all'"),
         ("aot_pair", {}, {}, ValueError, r"loss_type 'aot_pair' is TRL's old name \(before 0.28\) for the unpaired loss, now 'aot_unpaired'"),
     ],
@@ -207,6 +208,48 @@ def test_one_step_equals_trls_with_the_same_setting(setting, tmp_path):
     assert_same_step(ours, theirs)
     if setting == "moe_router_loss":
         assert ours[2].aux_loss_enabled and ours[2].state.log_history[0]["aux_loss"] > 0
+
+
+CHUNKED = {  # the settings whose passes chunk_size reaches: both models, WPO fields, precomputed, MoE
+    "plain": ("aot", {}),
+    "wpo": (["aot_unpaired", "sigmoid"], {"config": {"use_weighting": True}}),
+    "precompute_and_sft": (["aot", "sft"], {"config": {"precompute_ref_log_probs": True, "loss_weights": [1, 0.5]}}),
+    "moe_router_loss": ("aot_unpaired", {"model": tiny_moe, "config": {"router_aux_loss_coef": 0.01}}),
+}  # fmt: skip
+
+
+class _RowsSeen:
+    """TRL's chunked log-probability function, recording the number of rows of each call."""
+
+    def __init__(self, function):
+        self.function, self.rows = function, []
+
+    def apply(self, hidden, *args):
+        self.rows.append(hidden.shape[0])
+        return self.function.apply(hidden, *args)
+
+
+@pytest.mark.parametrize("setting", sorted(CHUNKED))
+def test_chunk_size_step_equals_trls(setting, tmp_path, monkeypatch):
+    """With chunk_size the head scores completion positions only, in chunks: the same step,
+    the same metrics as TRL's own trainer (which, on CPU, scores every position at once; with
+    WPO weights, which TRL refuses for AOT, as this trainer without chunk_size)."""
+    loss_type, kwargs = CHUNKED[setting]
+    seen = _RowsSeen(trl.trainer.utils._ChunkedLogProbFunction)
+    monkeypatch.setattr(trl.trainer.utils, "_ChunkedLogProbFunction", seen)
+    baseline = AOTDPOTrainer if setting.startswith("wpo") else trl.DPOTrainer  # TRL refuses WPO for AOT
+    theirs = one_step(baseline, tmp_path, loss_type, **kwargs)
+    full_rows, seen.rows = seen.rows, []
+    ours = one_step(AOTDPOTrainer, tmp_path, loss_type, chunk_size=3, **kwargs)
+    assert_same_step(ours, theirs)
+    logged, trls = ours[2].state.log_history[0], theirs[2].state.log_history[0]
+    for name in ("entropy", "logits/chosen", "logits/rejected", "mean_token_accuracy", "rewards/margins"):
+        assert logged[name] == pytest.approx(trls[name], **approx("float32_relative")), name
+    assert trl.trainer.utils._ChunkedLogProbFunction is seen  # restored after each step
+    batch = first_batch(ours[2])
+    completion = int(batch["completion_mask"][:, 1:].sum())
+    assert max(seen.rows) <= 3 and sum(seen.rows) % completion == 0 and sum(seen.rows) >= completion
+    assert min(full_rows) > completion  # TRL's own head: every position of the batch
 
 
 def test_one_step_with_peft_adapters_equals_trls(tmp_path):

@@ -72,9 +72,12 @@ def _independent_loss(trainer, model, batch, **options):
     return aot_loss.unpaired(rewards[label], rewards[~label], beta=BETA, **options)
 
 
-@pytest.mark.parametrize("options", [{}, {"loss": "hinge"}, {"order": 2, "label_smoothing": 0.1}])
-def test_one_step_equals_the_independent_computation(options, tmp_path):
-    trainer = make_trainer(tmp_path, aot_options=options)
+@pytest.mark.parametrize(
+    ("options", "chunk_size"),
+    [({}, None), ({}, 2), ({"loss": "hinge"}, None), ({"order": 2, "label_smoothing": 0.1}, None)],
+)
+def test_one_step_equals_the_independent_computation(options, chunk_size, tmp_path):
+    trainer = make_trainer(tmp_path, aot_options=options, chunk_size=chunk_size)
     batch = _batch(trainer)
     assert sum(batch["label"]) == 1 and len(batch["label"]) == 5  # unequal counts: 1 against 4
     start = make_policy()
@@ -218,9 +221,10 @@ def test_two_ranks_with_group_world_equal_one_process_on_the_global_batch(tmp_pa
             torch.testing.assert_close(result["grads"][name], grad, **tol("float32_model"), msg=name)
 
 
-def test_precomputed_reference_logps_give_the_same_loss(tmp_path):
+@pytest.mark.parametrize("chunk_size", [None, 3])
+def test_precomputed_reference_logps_give_the_same_loss(chunk_size, tmp_path):
     live = make_trainer(tmp_path)
-    precomputed = make_trainer(tmp_path, config={"precompute_ref_log_probs": True})
+    precomputed = make_trainer(tmp_path, config={"precompute_ref_log_probs": True}, chunk_size=chunk_size)
     batch = next(iter(precomputed.get_train_dataloader()))
     assert "ref_logps" in batch
     with torch.no_grad():

@@ -23,9 +23,11 @@ from .._distributed import check_group, resolve_group
 from .._optional import missing
 from .._options import DEFAULTS as _OPTION_DEFAULTS
 from .._options import check_options as check_loss_options
+from .._validation import check_count
 from ..functional import paired, unpaired
 
 try:
+    import trl.trainer.utils as _trl_head  # the module of TRL's fused LM head, retiled by chunk_size
     from accelerate.utils import is_peft_model  # type: ignore[import-untyped]
     from trl import DPOTrainer, KTOTrainer
     from trl.trainer.utils import add_fused_lm_head
@@ -101,7 +103,72 @@ def _scoring_passes(trainer: Any, model: Any, expected: int) -> Iterator[list[An
         )
 
 
-class AOTDPOTrainer(DPOTrainer):
+# What chunk_size changes in TRL's fused forward: whether it scores only the positions with a
+# label (TRL does so on Triton devices only) and the function that scores them.
+_HEAD_NAMES = ("_use_triton", "_ChunkedLogProbFunction")
+
+
+class _TokenChunks:
+    """TRL's chunked log-probability function applied to ``chunk_size`` tokens at a time.
+
+    TRL's function tiles the vocabulary and recomputes each tile in its backward, keeping only
+    its input rows; called per chunk of rows, at most one chunk's ``[chunk_size, V]`` tile
+    (and its temporaries) is alive, whatever the number of tokens.
+    """
+
+    def __init__(self, function: Any, chunk_size: int) -> None:
+        self.function, self.chunk_size = function, chunk_size
+
+    def apply(self, hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor, *rest: Any) -> Any:
+        if hidden.shape[0] <= self.chunk_size:
+            return self.function.apply(hidden, weight, bias, targets, *rest)
+        parts = [
+            self.function.apply(h, weight, bias, t, *rest)
+            for h, t in zip(hidden.split(self.chunk_size), targets.split(self.chunk_size), strict=True)
+        ]
+        return tuple(None if fields[0] is None else torch.cat(fields) for fields in zip(*parts, strict=True))
+
+
+@contextlib.contextmanager
+def _chunked_head(chunk_size: int | None) -> Iterator[None]:
+    """While open, TRL's fused LM head scores the positions with a label only, ``chunk_size``
+    at a time (without it, off Triton, TRL scores every position in tiles of 4096)."""
+    if chunk_size is None:
+        yield
+        return
+    saved = {name: getattr(_trl_head, name) for name in _HEAD_NAMES}
+    head: Any = _trl_head  # its private names are replaced, and put back on leaving
+    head._use_triton = lambda device: True  # in this module it only chooses the positions scored
+    head._ChunkedLogProbFunction = _TokenChunks(saved["_ChunkedLogProbFunction"], chunk_size)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(_trl_head, name, value)
+
+
+class _ChunkSize:
+    """The ``chunk_size`` option of both trainers: TRL's fused LM head on the completion
+    positions only, ``chunk_size`` tokens at a time, in every pass (loss and reference)."""
+
+    chunk_size: int | None = None
+
+    def _set_chunk_size(self, chunk_size: int | None) -> None:
+        check_count("chunk_size", chunk_size)
+        missing_names = [name for name in _HEAD_NAMES if not hasattr(_trl_head, name)]
+        if chunk_size is not None and missing_names:
+            raise ValueError(
+                f"chunk_size needs TRL's fused LM head as trl 1.16 builds it; this trl lacks "
+                f"trl.trainer.utils.{missing_names[0]}: leave chunk_size=None"
+            )
+        self.chunk_size = chunk_size
+
+    def compute_ref_log_probs(self, model: Any, inputs: dict[str, Any]) -> Any:
+        with _chunked_head(self.chunk_size):
+            return super().compute_ref_log_probs(model, inputs)  # type: ignore[misc]
+
+
+class AOTDPOTrainer(_ChunkSize, DPOTrainer):
     r"""TRL's `DPOTrainer`, with each `"aot"` (paired) or `"aot_unpaired"` term of its loss
     computed by [`aot_loss.paired`][aot_loss.paired] / [`aot_loss.unpaired`][aot_loss.unpaired].
 
@@ -129,6 +196,13 @@ class AOTDPOTrainer(DPOTrainer):
     of per-pair losses the weights reshape the distributions compared and leave the loss's
     scale alone. The other terms are weighted as TRL weighs them.
 
+    **`chunk_size`.** TRL's fused LM head never forms the $(2B, T, V)$ logits, but off Triton
+    devices (on CPU, for example) it scores every position, prompt and padding included, in
+    tiles of 4096 tokens by the whole vocabulary. With `chunk_size`, every pass (the
+    policy's, the reference's, precomputed references) scores only the completion positions,
+    `chunk_size` tokens at a time, with TRL's own kernel: the values, gradients and metrics
+    are TRL's (to float32 rounding), and at most one `[chunk_size, V]` tile is alive.
+
     Each step logs TRL's metrics plus `aot/dominance_violation`, the
     [`fsd_violation`][aot_loss.metrics.fsd_violation] of U over V (of the last AOT term).
 
@@ -138,6 +212,8 @@ class AOTDPOTrainer(DPOTrainer):
             `label_smoothing` (from the config), `reduction` (always `"mean"`) and the
             weights. They are validated here, with the config's `beta` and
             `label_smoothing`, and need an AOT term in `loss_type`.
+        chunk_size: tokens per LM-head chunk (see below); `None` (default) leaves TRL's
+            fused head as it is.
         **kwargs: as for `trl.DPOTrainer`.
 
     Shape:
@@ -158,13 +234,14 @@ class AOTDPOTrainer(DPOTrainer):
         ```
     """
 
-    def __init__(self, *args: Any, aot_options: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
-        if "chunk_size" in kwargs:
-            raise ValueError(
-                "AOTDPOTrainer takes no chunk_size: it runs TRL's forward passes, whose fused LM head "
-                "already avoids the [B, T, V] logits; aot-loss's chunked head, which scores completion "
-                "tokens only, is for a loop of your own: aot_loss.llm.sequence_logps(chunk_size=...)"
-            )
+    def __init__(
+        self,
+        *args: Any,
+        aot_options: Mapping[str, Any] | None = None,
+        chunk_size: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._set_chunk_size(chunk_size)  # before TRL's __init__, which may precompute references
         options = _named_options(aot_options, _OWN_OPTIONS, "the DPOConfig")
         config = _config(args, kwargs)
         types = [] if config is None else list(config.loss_type)
@@ -203,6 +280,10 @@ class AOTDPOTrainer(DPOTrainer):
         return [(kind, weight) for kind, weight in pairs if kind in _AOT_LOSS_TYPES]
 
     def _compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> Any:
+        with _chunked_head(self.chunk_size):
+            return self._aot_loss(model, inputs, return_outputs)
+
+    def _aot_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> Any:
         terms = self._aot_terms()
         if not terms:
             return super()._compute_loss(model, inputs, return_outputs)
@@ -265,7 +346,7 @@ class AOTDPOTrainer(DPOTrainer):
             return torch.exp(aligned.sum(dim=1) / mask.sum(dim=1).clamp_min(1))
 
 
-class AOTKTOTrainer(KTOTrainer):
+class AOTKTOTrainer(_ChunkSize, KTOTrainer):
     r"""TRL's `KTOTrainer` with `loss_type="aot_unpaired"`: AOT on truly unpaired data.
 
     On TRL's unpaired datasets (`prompt`, `completion`, `label`), each step takes the rewards
@@ -295,6 +376,9 @@ class AOTKTOTrainer(KTOTrainer):
         aot_options: keyword options of [`aot_loss.unpaired`][aot_loss.unpaired]: any but
             `beta` (from the config), `reduction` and the weights; `label_smoothing` (default
             0) is one of them, as KTO's config has none. Checked when the trainer is built.
+        chunk_size: tokens per LM-head chunk, as for
+            [`AOTDPOTrainer`][aot_loss.llm.trl.AOTDPOTrainer]; `None` (default) leaves TRL's
+            fused head as it is.
         **kwargs: as for `trl.KTOTrainer`.
 
     Shape:
@@ -315,7 +399,14 @@ class AOTKTOTrainer(KTOTrainer):
         ```
     """
 
-    def __init__(self, *args: Any, aot_options: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        aot_options: Mapping[str, Any] | None = None,
+        chunk_size: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._set_chunk_size(chunk_size)
         options = _named_options(aot_options, ("beta",), "the KTOConfig")
         config = _config(args, kwargs)
         aot = config is not None and config.loss_type == "aot_unpaired"
@@ -347,6 +438,10 @@ class AOTKTOTrainer(KTOTrainer):
         self.aot_options = options
 
     def _compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> Any:
+        with _chunked_head(self.chunk_size):
+            return self._aot_loss(model, inputs, return_outputs)
+
+    def _aot_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> Any:
         if self.loss_type != "aot_unpaired":
             return super()._compute_loss(model, inputs, return_outputs)
         self.loss_type = "apo_zero_unpaired"  # TRL's passes and metrics; its loss is replaced below
