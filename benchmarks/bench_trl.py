@@ -5,7 +5,7 @@ peak memory as ratios, same run.
 A small random Llama (vocabulary 32k, 2 layers, hidden 128), a batch of 8 pairs (16 sequences)
 of 512 tokens, half prompt and half completion, float32 on CPU; the reference a frozen copy.
 Both trainers run TRL's forward passes. Off Triton devices TRL's fused LM head scores every
-position, prompt and padding included, in tiles of 4096 tokens by the whole vocabulary;
+position, prompt and padding included, in tiles of 4096 tokens by 32768 vocabulary entries;
 AOTDPOTrainer with ``chunk_size=1024`` scores the completion positions only, 1024 at a time,
 with TRL's own kernel. For scale, aot-loss's own loop (``aot_loss.llm.paired_loss`` with
 ``chunk_size=1024``, no trainer) is timed on the same batch. Each provider runs in a fresh

@@ -60,7 +60,7 @@ def _batch(trainer):
     return next(iter(trainer.get_train_dataloader()))
 
 
-def _independent_loss(trainer, model, batch, **options):
+def _independent_loss(trainer, model, batch, masses=None, **options):
     """The rewards from aot-loss's own log-probabilities (not TRL's fused head), then the loss."""
     completion = batch["completion_mask"].clone()
     completion[:, 0] = 0  # as TRL: nothing predicts a token at position 0
@@ -69,6 +69,8 @@ def _independent_loss(trainer, model, batch, **options):
         reference = sequence_logps(trainer.ref_model, *tensors)
     rewards = sequence_logps(model, *tensors) - reference
     label = torch.as_tensor(batch["label"], dtype=torch.bool)
+    if masses is not None:
+        options |= {"pos_weights": masses[label], "neg_weights": masses[~label]}
     return aot_loss.unpaired(rewards[label], rewards[~label], beta=BETA, **options)
 
 
@@ -96,6 +98,49 @@ def test_one_step_equals_the_independent_computation(options, chunk_size, tmp_pa
     logged = trainer.state.log_history[0]
     assert logged["aot/one_sided_batches"] == 0.0 and 0.0 <= logged["aot/dominance_violation"] <= 1.0
     assert "entropy" in logged and "logps/chosen" in logged  # TRL's own metrics
+
+
+MASSES = [1.0, 0.5, 2.0, 0.0, 1.5]  # per row of ROWS: the desirable one, then four undesirable
+
+
+def test_a_weights_column_gives_each_example_its_mass(tmp_path):
+    rows = [row | {"w": w} for row, w in zip(ROWS, MASSES, strict=True)]
+    trainer = make_trainer(tmp_path, rows, aot_options={"weights": "w"})
+    batch = _batch(trainer)  # the column survives TRL's preprocessing and collation
+    masses = batch["w"]
+    assert sorted(masses.tolist()) == sorted(MASSES)
+    start = make_policy()
+    want = _independent_loss(trainer, start, batch, masses=masses)
+    uniform = _independent_loss(trainer, start, batch)
+    assert abs(want.item() - uniform.item()) > 1e-4  # the masses matter
+    with torch.no_grad():
+        got = trainer.compute_loss(trainer.model, batch)
+    torch.testing.assert_close(got, want.detach(), **tol("float32_paths"))
+    want.backward()
+    output = trainer.train()
+    assert output.training_loss == pytest.approx(want.item(), **approx("float32_relative"))
+    moved = dict(trainer.model.named_parameters())
+    for name, p in start.named_parameters():
+        expected = p.detach() - 0.1 * (p.grad if p.grad is not None else torch.zeros_like(p))
+        torch.testing.assert_close(moved[name].detach(), expected, **tol("float32_model"), msg=name)
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "error", "message"),
+    [
+        (3, MASSES, TypeError, r"aot_options\['weights'\] must name a dataset column \(a str\), got 3"),
+        ("weight", MASSES, ValueError, r"aot_options\['weights'\]='weight' names no column of the dataset, whose columns are"),
+        ("w", [1.0, -1.0, 1.0, 1.0, 1.0], ValueError, r"the weights column 'w' must hold a finite number >= 0 per example, got -1.0"),
+        ("w", [1.0, 1.0, float("nan"), 1.0, 1.0], ValueError, r"the weights column 'w' must hold a finite number >= 0 per example, got nan"),
+        ("w", [0.0, 1.0, 1.0, 1.0, 1.0], ValueError, r"pos_weights must not contain a row with zero total mass"),
+        ("w", ["1", "1", "1", "1", "1"], ValueError, r"the weights column 'w' must hold a finite number >= 0 per example, got '1'"),
+    ],
+)  # fmt: skip
+def test_bad_weights_say_why(column, values, error, message, tmp_path):
+    rows = [row | {"w": w} for row, w in zip(ROWS, values, strict=True)]
+    with pytest.raises(error, match=message):
+        trainer = make_trainer(tmp_path, rows, aot_options={"weights": column})
+        trainer.train()
 
 
 @pytest.mark.parametrize("label", [True, False])
@@ -181,7 +226,15 @@ def _loss_and_grads(trainer, batch):
     }
 
 
-def kto_worker(rank: int, k: int, port: int, out_dir: str) -> None:
+def _weighted(weighted: bool) -> dict:
+    """make_trainer's arguments for the weighted or unweighted global run."""
+    if not weighted:
+        return {}
+    rows = [row | {"w": w} for row, w in zip(ROWS, MASSES, strict=True)]
+    return {"rows": rows, "aot_options": {"weights": "w"}}
+
+
+def kto_worker(rank: int, k: int, port: int, out_dir: str, weighted: bool) -> None:
     """One rank of an accelerate (multi-CPU) run: its share of the global batch, coupled over
     the group; the gradients averaged as DDP averages them."""
     import os
@@ -190,7 +243,9 @@ def kto_worker(rank: int, k: int, port: int, out_dir: str) -> None:
     env = {"RANK": rank, "LOCAL_RANK": rank, "WORLD_SIZE": k, "LOCAL_WORLD_SIZE": k, "MASTER_PORT": port}
     os.environ.update({name: str(value) for name, value in env.items()}, MASTER_ADDR="127.0.0.1")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    trainer = make_trainer(Path(out_dir), aot_options={"group": "world"})
+    kwargs = _weighted(weighted)
+    options = kwargs.pop("aot_options", {}) | {"group": "world"}
+    trainer = make_trainer(Path(out_dir), aot_options=options, **kwargs)
     loss, grads = _loss_and_grads(trainer, _rank_share(_global_batch(trainer), rank))
     for grad in grads.values():
         torch.distributed.all_reduce(grad)
@@ -201,7 +256,8 @@ def kto_worker(rank: int, k: int, port: int, out_dir: str) -> None:
     trainer.accelerator.end_training()
 
 
-def test_two_ranks_with_group_world_equal_one_process_on_the_global_batch(tmp_path):
+@pytest.mark.parametrize("weighted", [False, True])
+def test_two_ranks_with_group_world_equal_one_process_on_the_global_batch(weighted, tmp_path):
     import socket
 
     from test_distributed import spawn
@@ -209,10 +265,10 @@ def test_two_ranks_with_group_world_equal_one_process_on_the_global_batch(tmp_pa
     with socket.socket() as s:  # a free port for accelerate's env:// rendezvous
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    spawn(kto_worker, (2, port, str(tmp_path)), 2, deadline_s=180.0)
+    spawn(kto_worker, (2, port, str(tmp_path), weighted), 2, deadline_s=180.0)
     results = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
     assert {r["type"] for r in results} == {"DistributedType.MULTI_CPU"}
-    trainer = make_trainer(tmp_path)
+    trainer = make_trainer(tmp_path, **_weighted(weighted))
     loss, grads = _loss_and_grads(trainer, _global_batch(trainer))
     for result in results:  # every rank: the global loss, and DDP's average is the global gradient
         torch.testing.assert_close(result["loss"], loss, **tol("float32_processes"))

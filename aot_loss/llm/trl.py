@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
+import numbers
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -51,11 +53,11 @@ _AOT_OPTIONS = tuple(_DEFAULTS)
 
 
 def _named_options(
-    aot_options: Mapping[str, Any] | None, owned: tuple[str, ...], source: str
+    aot_options: Mapping[str, Any] | None, owned: tuple[str, ...], source: str, extra: tuple[str, ...] = ()
 ) -> dict[str, Any]:
     """``aot_options`` as a dict, refusing names the trainer's config owns and unknown ones."""
     options = dict(aot_options or {})
-    allowed = tuple(n for n in (*_AOT_OPTIONS, "label_smoothing") if n not in owned)
+    allowed = tuple(n for n in (*_AOT_OPTIONS, "label_smoothing", *extra) if n not in owned)
     for name in options:
         if name in (*owned, "reduction"):
             where = source if name in owned else "'mean' (a training loss is a scalar)"
@@ -132,7 +134,7 @@ class _TokenChunks:
 @contextlib.contextmanager
 def _chunked_head(chunk_size: int | None) -> Iterator[None]:
     """While open, TRL's fused LM head scores the positions with a label only, ``chunk_size``
-    at a time (without it, off Triton, TRL scores every position in tiles of 4096)."""
+    at a time (without it, off Triton, TRL scores every position in tiles of 4096 tokens)."""
     if chunk_size is None:
         yield
         return
@@ -198,7 +200,7 @@ class AOTDPOTrainer(_ChunkSize, DPOTrainer):
 
     **`chunk_size`.** TRL's fused LM head never forms the $(2B, T, V)$ logits, but off Triton
     devices (on CPU, for example) it scores every position, prompt and padding included, in
-    tiles of 4096 tokens by the whole vocabulary. With `chunk_size`, every pass (the
+    tiles of 4096 tokens by 32768 vocabulary entries. With `chunk_size`, every pass (the
     policy's, the reference's, precomputed references) scores only the completion positions,
     `chunk_size` tokens at a time, with TRL's own kernel: the values, gradients and metrics
     are TRL's (to float32 rounding), and at most one `[chunk_size, V]` tile is alive.
@@ -369,13 +371,19 @@ class AOTKTOTrainer(_ChunkSize, KTOTrainer):
     **Weights.** The empirical distributions are normalised per side, so a constant weight
     on each side (`desirable_weight`, `undesirable_weight`) would change nothing; values
     other than 1 are refused. Imbalance needs no correction: the coupling is exact for any
-    counts.
+    counts. Per-example weights do change the loss: `aot_options={"weights": "w"}` reads the
+    dataset column `w` (a non-negative number per example) as each example's **mass** in its
+    side's empirical distribution (`pos_weights` for the desirable completions, `neg_weights`
+    for the undesirable ones; normalised per side, per batch, or per global batch with
+    `group`). A side whose masses in a batch are all zero is an error, as in
+    [`aot_loss.unpaired`][aot_loss.unpaired].
 
     Args:
         *args: as for `trl.KTOTrainer`.
         aot_options: keyword options of [`aot_loss.unpaired`][aot_loss.unpaired]: any but
-            `beta` (from the config), `reduction` and the weights; `label_smoothing` (default
-            0) is one of them, as KTO's config has none. Checked when the trainer is built.
+            `beta` (from the config) and `reduction`; `label_smoothing` (default 0) is one of
+            them, as KTO's config has none; `weights` names a dataset column of per-example
+            masses (see above). Checked when the trainer is built.
         chunk_size: tokens per LM-head chunk, as for
             [`AOTDPOTrainer`][aot_loss.llm.trl.AOTDPOTrainer]; `None` (default) leaves TRL's
             fused head as it is.
@@ -407,7 +415,11 @@ class AOTKTOTrainer(_ChunkSize, KTOTrainer):
         **kwargs: Any,
     ) -> None:
         self._set_chunk_size(chunk_size)
-        options = _named_options(aot_options, ("beta",), "the KTOConfig")
+        options = _named_options(aot_options, ("beta",), "the KTOConfig", extra=("weights",))
+        column = options.pop("weights", None)
+        if column is not None and not isinstance(column, str):
+            raise TypeError(f"aot_options['weights'] must name a dataset column (a str), got {column!r}")
+        self.weights_column: str | None = column
         config = _config(args, kwargs)
         aot = config is not None and config.loss_type == "aot_unpaired"
         if not aot:
@@ -436,6 +448,24 @@ class AOTKTOTrainer(_ChunkSize, KTOTrainer):
             kto_logger.removeFilter(imbalance)
         self.loss_type = "aot_unpaired"
         self.aot_options = options
+        if column is not None:
+            datasets = [self.train_dataset]
+            evaluation = self.eval_dataset
+            datasets += list(evaluation.values()) if isinstance(evaluation, dict) else [evaluation]
+            for dataset in datasets:
+                names = getattr(dataset, "column_names", None)
+                if names is not None and column not in names:
+                    raise ValueError(
+                        f"aot_options['weights']={column!r} names no column of the dataset, whose "
+                        f"columns are {names}"
+                    )
+            self.data_collator = _WithMasses(self.data_collator, column)
+
+    def _set_signature_columns_if_needed(self) -> None:
+        super()._set_signature_columns_if_needed()
+        column, kept = self.weights_column, self._signature_columns
+        if column is not None and kept is not None and column not in kept:
+            self._signature_columns = [*kept, column]  # so remove_unused_columns keeps it
 
     def _compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> Any:
         with _chunked_head(self.chunk_size):
@@ -444,6 +474,10 @@ class AOTKTOTrainer(_ChunkSize, KTOTrainer):
     def _aot_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> Any:
         if self.loss_type != "aot_unpaired":
             return super()._compute_loss(model, inputs, return_outputs)
+        masses = None
+        if self.weights_column is not None:  # not an input of the model
+            inputs = dict(inputs)
+            masses = inputs.pop(self.weights_column)
         self.loss_type = "apo_zero_unpaired"  # TRL's passes and metrics; its loss is replaced below
         try:
             with _scoring_passes(self, model, 1 if self.precompute_ref_logps else 2) as captured:
@@ -460,12 +494,18 @@ class AOTKTOTrainer(_ChunkSize, KTOTrainer):
         desirable = torch.as_tensor(inputs["label"], dtype=torch.bool, device=logps.device)
         rewards = logps - ref_logps
         u, v = rewards[desirable], rewards[~desirable]
+        weights: dict[str, Tensor | None] = {"pos_weights": None, "neg_weights": None}
+        if masses is not None:
+            masses = masses.to(logps.device)
+            weights = {"pos_weights": masses[desirable], "neg_weights": masses[~desirable]}
         mode = "train" if getattr(self.model, "training", False) else "eval"
         options = {"beta": self.beta, **self.aot_options}
         if self._both_sides(u, v, options.get("group")):
-            loss = unpaired(u, v, **options)
+            loss = unpaired(u, v, **weights, **options)
             if u.numel() and v.numel():  # of this process's batch: the counts differ across ranks
-                violation = dominance.fsd_violation(u.detach(), v.detach())
+                violation = dominance.fsd_violation(
+                    u.detach(), v.detach(), u_weights=weights["pos_weights"], v_weights=weights["neg_weights"]
+                )
                 self._metrics[mode]["aot/dominance_violation"].append(violation.item())
             one_sided = 0.0
         else:
@@ -493,6 +533,25 @@ class AOTKTOTrainer(_ChunkSize, KTOTrainer):
         if counts:
             self._metrics[mode]["aot/one_sided_batches"] = [float(sum(counts))]  # TRL logs each list's mean
         super().log(logs, start_time)
+
+
+class _WithMasses:
+    """TRL's collator, plus each example's mass from the dataset column ``column``."""
+
+    def __init__(self, collator: Any, column: str) -> None:
+        self.collator, self.column = collator, column
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = self.collator(examples)
+        values = [example[self.column] for example in examples]
+        bad = [x for x in values if not (isinstance(x, numbers.Real) and math.isfinite(x) and x >= 0)]
+        if bad:
+            raise ValueError(
+                f"the weights column {self.column!r} must hold a finite number >= 0 per example, "
+                f"got {bad[0]!r}"
+            )
+        batch[self.column] = torch.tensor(values, dtype=torch.float64)
+        return batch
 
 
 class _DropImbalanceAdvice(logging.Filter):
