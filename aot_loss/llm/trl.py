@@ -494,17 +494,17 @@ class AOTKTOTrainer(_ChunkSize, KTOTrainer):
         desirable = torch.as_tensor(inputs["label"], dtype=torch.bool, device=logps.device)
         rewards = logps - ref_logps
         u, v = rewards[desirable], rewards[~desirable]
-        weights: dict[str, Tensor | None] = {"pos_weights": None, "neg_weights": None}
+        u_weights = v_weights = None
         if masses is not None:
             masses = masses.to(logps.device)
-            weights = {"pos_weights": masses[desirable], "neg_weights": masses[~desirable]}
+            u_weights, v_weights = masses[desirable], masses[~desirable]
         mode = "train" if getattr(self.model, "training", False) else "eval"
         options = {"beta": self.beta, **self.aot_options}
         if self._both_sides(u, v, options.get("group")):
-            loss = unpaired(u, v, **weights, **options)
+            loss = unpaired(u, v, pos_weights=u_weights, neg_weights=v_weights, **options)
             if u.numel() and v.numel():  # of this process's batch: the counts differ across ranks
                 violation = dominance.fsd_violation(
-                    u.detach(), v.detach(), u_weights=weights["pos_weights"], v_weights=weights["neg_weights"]
+                    u.detach(), v.detach(), u_weights=u_weights, v_weights=v_weights
                 )
                 self._metrics[mode]["aot/dominance_violation"].append(violation.item())
             one_sided = 0.0
@@ -544,7 +544,7 @@ class _WithMasses:
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         batch = self.collator(examples)
         values = [example[self.column] for example in examples]
-        bad = [x for x in values if not (isinstance(x, numbers.Real) and math.isfinite(x) and x >= 0)]
+        bad = [x for x in values if not (isinstance(x, numbers.Real) and math.isfinite(x) and float(x) >= 0)]
         if bad:
             raise ValueError(
                 f"the weights column {self.column!r} must hold a finite number >= 0 per example, "
