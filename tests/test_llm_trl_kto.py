@@ -200,6 +200,11 @@ def test_other_loss_types_are_trls(tmp_path):
             {"loss": "hinge"},
             r"aot_options need loss_type='aot_unpaired', got loss_type='kto'",
         ),
+        (
+            {"loss_type": "kto"},
+            {"weights": "label"},
+            r"aot_options need loss_type='aot_unpaired', got loss_type='kto'",
+        ),
     ],
 )
 def test_refused_settings_say_why(config, options, message, tmp_path):

@@ -423,7 +423,7 @@ class AOTKTOTrainer(_ChunkSize, KTOTrainer):
         config = _config(args, kwargs)
         aot = config is not None and config.loss_type == "aot_unpaired"
         if not aot:
-            if options:
+            if options or column is not None:
                 kind = getattr(config, "loss_type", "kto")
                 raise ValueError(f"aot_options need loss_type='aot_unpaired', got loss_type={kind!r}")
             super().__init__(*args, **kwargs)
