@@ -62,6 +62,11 @@ def load(dtype: torch.dtype = torch.float32) -> tuple[object, torch.nn.Module]:
     folder = os.path.dirname(spec.origin)
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF, dtype=dtype)
+    # transformers dequantizes the GGUF file to `dtype` at load but still marks the model as
+    # quantized, which the Trainer (TRL's trainers) refuses to fine-tune: the weights are plain.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    model.config.quantization_config = None
     return tokenizer, model
 
 

@@ -73,11 +73,6 @@ def main() -> None:
 
     torch.manual_seed(0)
     tokenizer, model = load()
-    # transformers dequantizes the GGUF file to float32 tensors at load but still marks the model
-    # as quantized, which the Trainer refuses to fine-tune: the weights are plain float32.
-    model.hf_quantizer = None
-    model.is_quantized = False
-    model.config.quantization_config = None
     train, held_out = FACTS[:20], FACTS[20:]
     rows = unpaired_rows(train)
     desirable = sum(bool(r["label"]) for r in rows)

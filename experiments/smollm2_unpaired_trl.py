@@ -81,11 +81,6 @@ def fresh_policy(seed: int):
     from peft import LoraConfig, get_peft_model
 
     tokenizer, base = load()
-    # transformers dequantizes the GGUF file to float32 at load but still marks the model as
-    # quantized, which the Trainer refuses to fine-tune: the weights are plain float32.
-    base.hf_quantizer = None
-    base.is_quantized = False
-    base.config.quantization_config = None
     torch.manual_seed(seed)
     lora = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], lora_dropout=0.0)
     return tokenizer, get_peft_model(base, lora)
