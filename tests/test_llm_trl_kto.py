@@ -125,6 +125,20 @@ def test_a_weights_column_gives_each_example_its_mass(tmp_path):
         torch.testing.assert_close(moved[name].detach(), expected, **tol("float32_model"), msg=name)
 
 
+def test_a_weights_column_survives_precomputed_references(tmp_path):
+    rows = [row | {"w": w} for row, w in zip(ROWS, MASSES, strict=True)]
+    live = make_trainer(tmp_path, rows, aot_options={"weights": "w"})
+    precomputed = make_trainer(
+        tmp_path, rows, config={"precompute_ref_log_probs": True}, aot_options={"weights": "w"}
+    )
+    batch = _batch(precomputed)
+    assert "ref_logps" in batch and "w" in batch
+    with torch.no_grad():
+        got = precomputed.compute_loss(precomputed.model, batch)
+        want = live.compute_loss(live.model, {k: v for k, v in batch.items() if k != "ref_logps"})
+    torch.testing.assert_close(got, want, **tol("float32_paths"))
+
+
 @pytest.mark.parametrize(
     ("column", "values", "error", "message"),
     [
