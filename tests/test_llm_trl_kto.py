@@ -74,6 +74,21 @@ def _independent_loss(trainer, model, batch, masses=None, **options):
     return aot_loss.unpaired(rewards[label], rewards[~label], beta=BETA, **options)
 
 
+def _assert_same_step(trainer, start, batch, want):
+    """The trainer's loss on ``batch`` is ``want`` (computed from ``start``, a copy of its
+    policy), and its one SGD step on that (whole) batch is the step taken by hand."""
+    with torch.no_grad():
+        got = trainer.compute_loss(trainer.model, batch)
+    torch.testing.assert_close(got, want.detach(), **tol("float32_paths"))
+    want.backward()
+    output = trainer.train()
+    assert output.training_loss == pytest.approx(want.item(), **approx("float32_relative"))
+    moved = dict(trainer.model.named_parameters())
+    for name, p in start.named_parameters():
+        expected = p.detach() - 0.1 * (p.grad if p.grad is not None else torch.zeros_like(p))
+        torch.testing.assert_close(moved[name].detach(), expected, **tol("float32_model"), msg=name)
+
+
 @pytest.mark.parametrize(
     ("options", "chunk_size"),
     [({}, None), ({}, 2), ({"loss": "hinge"}, None), ({"order": 2, "label_smoothing": 0.1}, None)],
@@ -84,17 +99,7 @@ def test_one_step_equals_the_independent_computation(options, chunk_size, tmp_pa
     assert sum(batch["label"]) == 1 and len(batch["label"]) == 5  # unequal counts: 1 against 4
     start = make_policy()
     want = _independent_loss(trainer, start, batch, **options)
-    with torch.no_grad():
-        got = trainer.compute_loss(trainer.model, batch)
-    torch.testing.assert_close(got, want.detach(), **tol("float32_paths"))
-    # the update: one SGD step of the trainer against one by hand on the same (whole) batch
-    want.backward()
-    output = trainer.train()
-    assert output.training_loss == pytest.approx(want.item(), **approx("float32_relative"))
-    moved = dict(trainer.model.named_parameters())
-    for name, p in start.named_parameters():
-        expected = p.detach() - 0.1 * (p.grad if p.grad is not None else torch.zeros_like(p))
-        torch.testing.assert_close(moved[name].detach(), expected, **tol("float32_model"), msg=name)
+    _assert_same_step(trainer, start, batch, want)
     logged = trainer.state.log_history[0]
     assert logged["aot/one_sided_batches"] == 0.0 and 0.0 <= logged["aot/dominance_violation"] <= 1.0
     assert "entropy" in logged and "logps/chosen" in logged  # TRL's own metrics
@@ -113,16 +118,7 @@ def test_a_weights_column_gives_each_example_its_mass(tmp_path):
     want = _independent_loss(trainer, start, batch, masses=masses)
     uniform = _independent_loss(trainer, start, batch)
     assert abs(want.item() - uniform.item()) > 1e-4  # the masses matter
-    with torch.no_grad():
-        got = trainer.compute_loss(trainer.model, batch)
-    torch.testing.assert_close(got, want.detach(), **tol("float32_paths"))
-    want.backward()
-    output = trainer.train()
-    assert output.training_loss == pytest.approx(want.item(), **approx("float32_relative"))
-    moved = dict(trainer.model.named_parameters())
-    for name, p in start.named_parameters():
-        expected = p.detach() - 0.1 * (p.grad if p.grad is not None else torch.zeros_like(p))
-        torch.testing.assert_close(moved[name].detach(), expected, **tol("float32_model"), msg=name)
+    _assert_same_step(trainer, start, batch, want)
 
 
 def test_a_weights_column_survives_precomputed_references(tmp_path):
